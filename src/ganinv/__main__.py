@@ -1,0 +1,5 @@
+"""``python -m ganinv`` runs the CLI."""
+
+from ganinv.cli.app import main
+
+main()

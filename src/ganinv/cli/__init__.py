@@ -1,0 +1,1 @@
+"""The ``ganinv`` command line: a thin typer layer over the library."""

@@ -1,0 +1,34 @@
+"""``ganinv`` entry point: registers the subcommands; user errors become one clear line and exit 1."""
+
+from __future__ import annotations
+
+import typer
+
+from ganinv.cli import demo, info, models, sample, train
+from ganinv.cli.common import friendly_errors
+
+app = typer.Typer(
+    name="ganinv",
+    help="GAN inversion: invert images into a generator's latent space, and use the codes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for name, command in {
+    "models": models.models,
+    "sample": sample.sample,
+    "info": info.info,
+    "demo": demo.demo,
+    "train-gan": train.train_gan,
+    "train-classifier": train.train_classifier,
+}.items():
+    app.command(name)(friendly_errors(command))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="ganinv")
+
+
+if __name__ == "__main__":
+    main()

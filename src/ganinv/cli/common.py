@@ -1,0 +1,105 @@
+"""Shared CLI pieces: the console, model options, and turning names into generators."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ganinv.errors import GaninvError
+from ganinv.generators.base import Generator
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console(stderr=True)
+out = Console()
+
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Bundled model name (see `ganinv models`) or a checkpoint path "
+                 "(ganinv folder, rosinality .pt, NVIDIA .pkl)."),
+]
+GeneratorOpt = Annotated[
+    Optional[str],
+    typer.Option("--generator", help="Bring your own generator: path/to/file.py:NAME (an nn.Module class, "
+                 "instance, or factory)."),
+]
+WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="State dict for --generator "
+                                                    "(.pt/.pth loaded with weights_only, or .safetensors).")]
+LatentDimOpt = Annotated[Optional[int], typer.Option("--latent-dim", help="Latent size for --generator.")]
+ImageShapeOpt = Annotated[Optional[str], typer.Option("--image-shape", help="C,H,W output shape for --generator.")]
+OutputRangeOpt = Annotated[Optional[str], typer.Option("--output-range", help="LO,HI native output range for "
+                                                       "--generator (default -1,1).")]
+
+
+def resolve_generator(model: str | None, generator: str | None = None, weights: Path | None = None,
+                      latent_dim: int | None = None, image_shape: str | None = None,
+                      output_range: str | None = None) -> tuple[Generator, str]:
+    """Turn the CLI's model options into a frozen generator and a display name.
+
+    ``--model`` and ``--generator`` are mutually exclusive; with neither, the default bundled model.
+    """
+    from ganinv.errors import InputError
+
+    if model and generator:
+        raise InputError("give either --model or --generator, not both")
+    if generator:
+        from ganinv.generators.wrap import load_generator_file, parse_image_shape, parse_range
+
+        G = load_generator_file(generator, weights=str(weights) if weights else None, latent_dim=latent_dim,
+                                image_shape=parse_image_shape(image_shape) if image_shape else None,
+                                output_range=parse_range(output_range) if output_range else None)
+        return G, generator
+    if weights or latent_dim or image_shape or output_range:
+        raise InputError("--weights/--latent-dim/--image-shape/--output-range only apply with --generator")
+    from ganinv.generators.checkpoints import load_generator
+    from ganinv.zoo import DEFAULT_MODEL
+
+    name = model or DEFAULT_MODEL
+    G, notices = load_generator(name)
+    for notice in notices:
+        console.print(f"[yellow]note:[/] {notice}")
+    return G, name
+
+
+def human_size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1024 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GB"
+
+
+def describe_spaces(G: Generator) -> str:
+    """``z 128 · w 128 · w+ 8×128 · noise ×7``."""
+    parts = [f"{name} {'×'.join(map(str, s.shape))}" for name, s in G.latent_spaces.items()]
+    if G.noise_shapes:
+        parts.append(f"noise ×{len(G.noise_shapes)}")
+    return " · ".join(parts)
+
+
+def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a CLI command: a :class:`GaninvError` or OS error prints one line and exits 1; Ctrl-C exits 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except GaninvError as exc:
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            console.print(f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(str(where))}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper

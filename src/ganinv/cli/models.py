@@ -1,0 +1,37 @@
+"""``ganinv models``: list the bundled models."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ganinv.cli.common import describe_spaces, human_size, out
+
+
+def models() -> None:
+    """List the bundled models: kind, architecture, resolution, latent spaces, size."""
+    from ganinv import zoo
+    from ganinv.generators.base import Generator
+
+    table = Table(title="bundled models")
+    table.add_column("name", no_wrap=True, style="bold")
+    for col in ("kind", "arch", "resolution", "latent spaces", "parameters", "size", "quality"):
+        table.add_column(col)
+    for name in zoo.available():
+        cfg = zoo.describe(name)
+        folder = zoo.model_dir(name)
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        module = zoo.load(name)
+        params = sum(p.numel() for p in module.parameters())
+        meta = cfg.get("meta", {})
+        if isinstance(module, Generator):
+            spaces = describe_spaces(module)
+            res = f"{module.resolution}×{module.resolution}×{module.channels}"
+            q = meta.get("quality")
+            quality = (f"conf {q['confidence']:.2f}, FD {q['fd_ratio']:.1f}× floor" if q else "")
+        else:
+            spaces, res = "–", f"{cfg['config'].get('resolution', '?')}"
+            acc = meta.get("heldout_accuracy")
+            quality = f"held-out acc {acc:.2%}" if acc is not None else ""
+        table.add_row(name, cfg.get("kind", "?"), cfg["config"].get("arch", "?"), res, spaces,
+                      f"{params / 1e6:.2f} M", human_size(size), quality)
+    out.print(table)

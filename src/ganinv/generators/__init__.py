@@ -1,0 +1,7 @@
+"""Generator architectures, the common interface, and checkpoint loaders."""
+
+from ganinv.generators.base import Generator, LatentSpace
+from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganinv.generators.stylegan2 import StyleGAN2Generator
+
+__all__ = ["Generator", "LatentSpace", "StyleGAN2Generator", "DCGANGenerator", "DCGANDiscriminator"]

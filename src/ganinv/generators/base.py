@@ -1,0 +1,188 @@
+"""The generator abstraction every inversion method talks to.
+
+A :class:`Generator` is an ``nn.Module`` that renders images from named latent spaces.
+Images crossing its public boundary are float tensors ``[B, C, H, W]`` whose nominal
+range is ``[0, 1]`` (the adapter rescales from the network's native range; values are
+*not* clamped by :meth:`Generator.synthesize`, so gradients stay alive for inversion —
+clamp with :meth:`Generator.to_display` or ``.clamp(0, 1)`` before showing or saving).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganinv.errors import InputError
+
+
+@dataclass(frozen=True)
+class LatentSpace:
+    """One named latent space of a generator.
+
+    Attributes:
+        name: ``"z"``, ``"w"`` or ``"w+"``.
+        shape: per-sample shape, e.g. ``(512,)`` for z/w or ``(num_ws, 512)`` for w+.
+        description: one line for people.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    description: str = ""
+
+    def check(self, latent: Tensor) -> Tensor:
+        """Validate that ``latent`` is ``[B, *shape]`` and finite; return it unchanged."""
+        if not isinstance(latent, Tensor):
+            raise InputError(f"latent for space {self.name!r} must be a torch.Tensor, got {type(latent).__name__}")
+        if tuple(latent.shape[1:]) != self.shape or latent.dim() != len(self.shape) + 1:
+            raise InputError(
+                f"latent for space {self.name!r} must have shape [B, {', '.join(map(str, self.shape))}], "
+                f"got {list(latent.shape)}"
+            )
+        if not torch.isfinite(latent).all():
+            raise InputError(f"latent for space {self.name!r} contains NaN or Inf")
+        return latent
+
+
+class Generator(nn.Module):
+    """Abstract generator: named latent spaces in, ``[B, C, H, W]`` images in [0, 1] out.
+
+    Subclasses set ``resolution``, ``channels``, ``output_range`` and implement
+    :meth:`_latent_spaces`, :meth:`_native` and (where they have more than one space)
+    :meth:`convert` / :meth:`mean_latent`.
+    """
+
+    #: Short architecture name stored in configs (``"stylegan2"``, ``"dcgan"``, ``"wrapped"``).
+    arch: str = "generator"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resolution: int = 0
+        self.channels: int = 0
+        self.image_shape: tuple[int, int, int] = (0, 0, 0)
+        self.output_range: tuple[float, float] = (-1.0, 1.0)
+
+    # ----- description -------------------------------------------------------------
+    @property
+    def latent_spaces(self) -> dict[str, LatentSpace]:
+        """Named latent spaces, in mapping order (``z`` first)."""
+        return self._latent_spaces()
+
+    def _latent_spaces(self) -> dict[str, LatentSpace]:
+        raise NotImplementedError
+
+    @property
+    def noise_shapes(self) -> list[tuple[int, ...]]:
+        """Per-layer noise-map shapes ``(1, 1, H_i, W_i)``; empty when the architecture has none."""
+        return []
+
+    @property
+    def default_space(self) -> str:
+        """The space inversion uses unless told otherwise (``w+`` where it exists, else ``z``)."""
+        spaces = self.latent_spaces
+        return "w+" if "w+" in spaces else next(iter(spaces))
+
+    def space(self, name: str) -> LatentSpace:
+        """Return the :class:`LatentSpace` called ``name`` or raise a clear error."""
+        spaces = self.latent_spaces
+        if name not in spaces:
+            raise InputError(f"{self.arch} generator has no latent space {name!r}; it has: {', '.join(spaces)}")
+        return spaces[name]
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ----- rendering ---------------------------------------------------------------
+    def _native(self, latent: Tensor, space: str, noise: list[Tensor] | None) -> Tensor:
+        """Render ``latent`` in ``space``; returns the network's native output ``[B, C, H, W]``."""
+        raise NotImplementedError
+
+    def synthesize(self, latent: Tensor, space: str | None = None, noise: list[Tensor] | None = None) -> Tensor:
+        """Render images from latents.
+
+        Args:
+            latent: ``[B, *space.shape]`` float tensor.
+            space: latent space name; defaults to :attr:`default_space`.
+            noise: optional per-layer noise maps (see :attr:`noise_shapes`), each
+                ``[B or 1, 1, H_i, W_i]``; ``None`` uses the generator's stored constant noise.
+
+        Returns:
+            ``[B, C, H, W]`` images, nominal range [0, 1], unclamped.
+        """
+        space = space or self.default_space
+        self.space(space).check(latent)
+        lo, hi = self.output_range
+        out = self._native(latent, space, noise)
+        return (out - lo) / (hi - lo)
+
+    @staticmethod
+    def to_display(images: Tensor) -> Tensor:
+        """Clamp images to [0, 1] for saving or showing."""
+        return images.clamp(0.0, 1.0)
+
+    # ----- latents -----------------------------------------------------------------
+    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
+        """Map latents from ``src`` to ``dst`` along z → w → w+ (the only direction that exists)."""
+        if src == dst:
+            return latent
+        raise InputError(f"{self.arch} generator cannot convert latents from {src!r} to {dst!r}")
+
+    def mean_latent(self, space: str = "w") -> Tensor:
+        """The mean latent of ``space``, shape ``[1, *shape]`` (zeros for a Gaussian z)."""
+        spc = self.space(space)
+        return torch.zeros((1, *spc.shape), device=self.device)
+
+    def sample_latent(self, n: int, space: str = "z", *, seed: int | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` latents of ``space`` (z: standard normal; w/w+: mapped from z).
+
+        Returns ``[n, *shape]`` on the generator's device. Deterministic for a seed.
+        """
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        z_shape = self.space("z").shape if "z" in self.latent_spaces else self.space(self.default_space).shape
+        z = torch.randn((n, *z_shape), generator=generator).to(self.device)
+        if space == "z" or "z" not in self.latent_spaces:
+            return z
+        with torch.no_grad():
+            return self.convert(z, "z", space)
+
+    def truncate(self, latent: Tensor, psi: float, space: str = "w") -> Tensor:
+        """Pull ``latent`` towards the mean: ``mean + psi * (latent - mean)``."""
+        if psi == 1.0:
+            return latent
+        mean = self.mean_latent(space).to(latent)
+        return mean + psi * (latent - mean)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int = 0, truncation: float = 1.0) -> Tensor:
+        """Sample ``n`` images ``[n, C, H, W]`` in [0, 1] (clamped) from seed ``seed``."""
+        spaces = self.latent_spaces
+        space = "w" if "w" in spaces else next(iter(spaces))
+        lat = self.sample_latent(n, space, seed=seed)
+        if truncation != 1.0:
+            lat = self.truncate(lat, truncation, space)
+        return self.to_display(self.synthesize(lat, space))
+
+    # ----- config ------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments (plus ``arch``)."""
+        raise NotImplementedError
+
+
+def check_resolution(resolution: int) -> int:
+    """Validate a power-of-two resolution ≥ 4."""
+    if resolution < 4 or 2 ** int(math.log2(resolution)) != resolution:
+        raise InputError(f"resolution must be a power of two ≥ 4, got {resolution}")
+    return resolution

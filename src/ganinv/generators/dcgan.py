@@ -1,0 +1,96 @@
+"""DCGAN (Radford et al. 2016): z-space generator and the BatchNorm discriminator.
+
+The discriminator is also used to train the StyleGAN2 model here (on 4,000 digits a
+BatchNorm discriminator kept every class alive where StyleGAN2's residual one collapsed),
+and later serves as a feature loss through :meth:`DCGANDiscriminator.features`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor, nn
+
+from ganinv.generators.base import Generator, LatentSpace, check_resolution
+
+
+class DCGANGenerator(Generator):
+    """z ``[z_dim]`` → image ``[C, R, R]`` via transposed convolutions, BatchNorm and ReLU; tanh output.
+
+    Args:
+        resolution: output size, a power of two ≥ 8.
+        z_dim: latent size.
+        width: channels of the last hidden layer; doubled at every coarser scale.
+        img_channels: output channels.
+    """
+
+    arch = "dcgan"
+
+    def __init__(self, resolution: int = 32, z_dim: int = 64, width: int = 64, img_channels: int = 1) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        self.resolution, self.channels = resolution, img_channels
+        self.image_shape = (img_channels, resolution, resolution)
+        self.output_range = (-1.0, 1.0)
+        self.z_dim, self.width = z_dim, width
+        n_up = int(math.log2(resolution)) - 2  # 4 → resolution
+        ch = width * 2 ** (n_up - 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        for _ in range(n_up - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, img_channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def _latent_spaces(self) -> dict[str, LatentSpace]:
+        return {"z": LatentSpace("z", (self.z_dim,), "input noise, standard normal")}
+
+    def config(self) -> dict[str, Any]:
+        return {"arch": self.arch, "resolution": self.resolution, "z_dim": self.z_dim, "width": self.width,
+                "img_channels": self.channels}
+
+    def _native(self, latent: Tensor, space: str, noise: list[Tensor] | None) -> Tensor:
+        return self.net(latent.view(latent.shape[0], self.z_dim, 1, 1))
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Training-style call: z ``[B, z_dim]`` → native image in [-1, 1]."""
+        return self._native(z, "z", None)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Strided convs + BatchNorm + LeakyReLU → one logit per image.
+
+    Input ``[B, C, R, R]`` in [-1, 1]; output ``[B]`` logits.
+    """
+
+    arch = "dcgan-d"
+
+    def __init__(self, resolution: int = 32, width: int = 64, img_channels: int = 1) -> None:
+        super().__init__()
+        check_resolution(resolution)
+        self.resolution, self.width, self.img_channels = resolution, width, img_channels
+        n_down = int(math.log2(resolution)) - 2
+        blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(img_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True))]
+        ch = width
+        for _ in range(n_down - 1):
+            blocks.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
+                                        nn.LeakyReLU(0.2, True)))
+            ch *= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(ch, 1, 4, 1, 0)
+
+    def config(self) -> dict[str, Any]:
+        return {"arch": self.arch, "resolution": self.resolution, "width": self.width,
+                "img_channels": self.img_channels}
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Activations after every block, coarsest last (for feature-matching losses)."""
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x)[-1]).flatten()

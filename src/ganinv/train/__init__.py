@@ -1,0 +1,1 @@
+"""Training code used to build the bundled models (GANs, classifier)."""

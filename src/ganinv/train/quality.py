@@ -1,0 +1,108 @@
+"""Sample-quality figures for digit generators, measured with the bundled classifier.
+
+* confidence — mean max-softmax over samples (are the samples recognisable digits?);
+* coverage — fraction of samples per predicted class (are all classes there, balanced?);
+* Fréchet distance in the classifier's feature space between samples and the held-out
+  split, next to the same distance between the train and held-out splits (the floor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganinv.data import mnist
+from ganinv.generators.base import Generator
+
+#: The floor for shipping a model (issue #2): every class 5–15 %, confidence ≥ 0.9, FD ≤ 5× floor.
+MIN_CLASS_FRACTION, MAX_CLASS_FRACTION, MIN_CONFIDENCE, MAX_FD_RATIO = 0.05, 0.15, 0.9, 5.0
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` ``[N, D]`` and ``b`` ``[M, D]``."""
+    from scipy import linalg
+
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        eps = np.eye(s1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    covmean = np.real(covmean)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+@torch.no_grad()
+def features(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Classifier features ``[N, D]`` and softmax probabilities ``[N, 10]`` of images in [0, 1]."""
+    feats, probs = [], []
+    for chunk in images.split(batch_size):
+        f = classifier.features(chunk)
+        feats.append(f)
+        probs.append(classifier.head(f).softmax(1))
+    return torch.cat(feats).double().numpy(), torch.cat(probs).double().numpy()
+
+
+@dataclass
+class Quality:
+    """Quality figures of a generator (see module docstring)."""
+
+    n_samples: int
+    confidence: float
+    coverage: list[float]
+    fd: float
+    fd_floor: float
+
+    @property
+    def fd_ratio(self) -> float:
+        return self.fd / self.fd_floor
+
+    @property
+    def passes(self) -> bool:
+        """Whether the shipping floor holds."""
+        return (min(self.coverage) >= MIN_CLASS_FRACTION and max(self.coverage) <= MAX_CLASS_FRACTION
+                and self.confidence >= MIN_CONFIDENCE and self.fd_ratio <= MAX_FD_RATIO)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fd_ratio": self.fd_ratio, "passes": self.passes}
+
+    def summary(self) -> str:
+        return (f"conf {self.confidence:.3f}  classes {min(self.coverage):.3f}–{max(self.coverage):.3f}  "
+                f"FD {self.fd:.2f} ({self.fd_ratio:.2f}× floor {self.fd_floor:.2f})")
+
+
+_FLOOR_CACHE: dict[int, tuple[np.ndarray, float]] = {}
+
+
+def heldout_reference(classifier: nn.Module) -> tuple[np.ndarray, float]:
+    """Held-out features and the train-vs-held-out Fréchet distance (cached per classifier)."""
+    key = id(classifier)
+    if key not in _FLOOR_CACHE:
+        test_x, _ = mnist("test")
+        train_x, _ = mnist("train")
+        f_test, _ = features(classifier, test_x)
+        f_train, _ = features(classifier, train_x)
+        _FLOOR_CACHE[key] = (f_test, frechet_distance(f_train, f_test))
+    return _FLOOR_CACHE[key]
+
+
+@torch.no_grad()
+def generator_quality(G: Generator, classifier: nn.Module, n: int = 10_000, seed: int = 12345,
+                      batch_size: int = 500) -> Quality:
+    """Measure :class:`Quality` of ``G`` on ``n`` samples (untruncated, stored noise)."""
+    classifier.eval()
+    f_test, floor = heldout_reference(classifier)
+    imgs = []
+    gen = torch.Generator().manual_seed(seed)
+    z_dim = G.space("z").shape
+    for start in range(0, n, batch_size):
+        z = torch.randn((min(batch_size, n - start), *z_dim), generator=gen)
+        imgs.append(G.to_display(G.synthesize(G.convert(z, "z", G.default_space), G.default_space)))
+    f_gen, probs = features(classifier, torch.cat(imgs))
+    cls = probs.argmax(1)
+    coverage = [float((cls == c).mean()) for c in range(probs.shape[1])]
+    return Quality(n_samples=n, confidence=float(probs.max(1).mean()), coverage=coverage,
+                   fd=frechet_distance(f_gen, f_test), fd_floor=floor)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny real-architecture models with random weights (fast, offline)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("COLUMNS", "200")  # wide rich tables in CLI output captured by tests
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from ganinv.generators.dcgan import DCGANGenerator
+from ganinv.generators.stylegan2 import StyleGAN2Generator
+
+
+def make_tiny_stylegan2(img_channels: int = 1, seed: int = 0, resolution: int = 16) -> StyleGAN2Generator:
+    """A 16 px StyleGAN2 with the real layer structure and a few thousand parameters."""
+    torch.manual_seed(seed)
+    widths = {4: 16, 8: 16, 16: 8, 32: 8}
+    G = StyleGAN2Generator(resolution=resolution, channels={r: widths[r] for r in widths if r <= resolution},
+                           z_dim=16, w_dim=16, n_mlp=2, img_channels=img_channels)
+    with torch.no_grad():  # non-zero noise strengths and biases so every parameter matters
+        for name, p in G.named_parameters():
+            if name.endswith("noise.weight") or name.endswith("activate.bias") or name.endswith("to_rgb1.bias"):
+                p.normal_(0, 0.1)
+    G.estimate_w_avg(1000)
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def tiny_sg2() -> StyleGAN2Generator:
+    return make_tiny_stylegan2()
+
+
+@pytest.fixture
+def tiny_sg2_rgb() -> StyleGAN2Generator:
+    return make_tiny_stylegan2(img_channels=3)
+
+
+@pytest.fixture
+def tiny_dcgan() -> DCGANGenerator:
+    torch.manual_seed(0)
+    return DCGANGenerator(resolution=16, z_dim=8, width=8, img_channels=1).eval().requires_grad_(False)

@@ -1,0 +1,288 @@
+"""Test helper: write NVIDIA stylegan2-ada-pytorch network pickles from ganinv generators.
+
+NVIDIA pickles each network through ``torch_utils.persistence`` as
+``_reconstruct_persistent_obj(meta)`` with ``meta = {type, version, module_src, class_name,
+state}``, where ``state`` is the ``nn.Module.__dict__``. This helper reproduces that byte
+layout *without* NVIDIA's code: it installs stand-in modules ``torch_utils``,
+``torch_utils.persistence``, ``dnnlib`` and ``dnnlib.util`` in ``sys.modules`` only while
+pickling, builds the nested records from a :class:`StyleGAN2Generator` by inverting
+ganinv's NVIDIA → rosinality key mapping, and removes the stand-ins afterwards.
+
+``module_src`` is configurable so a test can embed code that would leave a marker file if
+anything ever executed it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import pickle
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ganinv.generators.stylegan2 import StyleGAN2Generator, make_kernel
+
+DEFAULT_MODULE_SRC = '"""Stand-in for NVIDIA\'s training/networks.py source (never executed by ganinv)."""\n'
+_FAKE_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
+
+
+@contextlib.contextmanager
+def fake_nvidia_modules() -> Iterator[tuple[Any, type]]:
+    """Install stand-in ``torch_utils.persistence`` and ``dnnlib.util`` while the block runs.
+
+    Yields ``(reconstruct_fn, EasyDict)``: the function pickled as
+    ``torch_utils.persistence._reconstruct_persistent_obj`` and the ``dnnlib.util.EasyDict`` class.
+    """
+    saved = {name: sys.modules.get(name) for name in _FAKE_MODULES}
+    torch_utils = types.ModuleType("torch_utils")
+    persistence = types.ModuleType("torch_utils.persistence")
+    dnnlib = types.ModuleType("dnnlib")
+    util = types.ModuleType("dnnlib.util")
+
+    def _reconstruct_persistent_obj(meta: dict[str, Any]) -> Any:  # pragma: no cover - never called
+        raise RuntimeError("stand-in only; it exists so that pickle can name it")
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+
+    class EasyDict(dict):
+        """Stand-in for dnnlib.util.EasyDict."""
+
+    EasyDict.__module__ = "dnnlib.util"
+    EasyDict.__qualname__ = "EasyDict"
+
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
+    torch_utils.persistence = persistence  # type: ignore[attr-defined]
+    util.EasyDict = EasyDict  # type: ignore[attr-defined]
+    dnnlib.util = util  # type: ignore[attr-defined]
+    dnnlib.EasyDict = EasyDict  # type: ignore[attr-defined]
+    sys.modules.update({"torch_utils": torch_utils, "torch_utils.persistence": persistence, "dnnlib": dnnlib,
+                        "dnnlib.util": util})
+    try:
+        yield _reconstruct_persistent_obj, EasyDict
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+class Persistent:
+    """An object that pickles exactly like an NVIDIA persistent network: ``(_reconstruct_persistent_obj, (meta,))``."""
+
+    def __init__(self, reconstruct: Any, meta: dict[str, Any]) -> None:
+        self._reconstruct = reconstruct
+        self.meta = meta
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        return self._reconstruct, (self.meta,)
+
+
+class _Builder:
+    """Builds NVIDIA-style records (``Persistent`` objects) for one pickle."""
+
+    def __init__(self, reconstruct: Any, easydict: type, module_src: str) -> None:
+        self.reconstruct, self.EasyDict, self.module_src = reconstruct, easydict, module_src
+
+    def record(self, class_name: str, params: dict[str, Tensor] | None = None,
+               buffers: dict[str, Tensor] | None = None, modules: dict[str, Any] | None = None,
+               init_kwargs: dict[str, Any] | None = None, **attrs: Any) -> Persistent:
+        """One network: ``state`` mimics ``nn.Module.__dict__`` plus persistence's ``_init_args/_init_kwargs``."""
+        state = {
+            "training": False,
+            "_parameters": collections.OrderedDict(
+                (k, torch.nn.Parameter(v.detach().clone(), requires_grad=False)) for k, v in (params or {}).items()),
+            "_buffers": collections.OrderedDict((k, v.detach().clone()) for k, v in (buffers or {}).items()),
+            "_non_persistent_buffers_set": set(),
+            "_backward_hooks": collections.OrderedDict(),
+            "_forward_hooks": collections.OrderedDict(),
+            "_forward_pre_hooks": collections.OrderedDict(),
+            "_state_dict_hooks": collections.OrderedDict(),
+            "_load_state_dict_pre_hooks": collections.OrderedDict(),
+            "_modules": collections.OrderedDict(modules or {}),
+            "_init_args": (),
+            "_init_kwargs": self.EasyDict(init_kwargs or {}),
+            **attrs,
+        }
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=class_name, state=state)
+        return Persistent(self.reconstruct, meta)
+
+    def fc(self, weight: Tensor, bias: Tensor, lr: float, activation: str) -> Persistent:
+        out_f, in_f = weight.shape
+        return self.record("training.networks.FullyConnectedLayer", {"weight": weight, "bias": bias},
+                           init_kwargs={"in_features": in_f, "out_features": out_f, "activation": activation,
+                                        "lr_multiplier": lr},
+                           activation=activation, in_features=in_f, out_features=out_f,
+                           weight_gain=np.float64(lr / np.sqrt(in_f)), bias_gain=lr)
+
+
+def nvidia_state(G: StyleGAN2Generator) -> dict[str, Tensor]:
+    """Invert ganinv's mapping: rosinality keys of ``G`` → NVIDIA generator keys (incl. ``mapping.w_avg``)."""
+    sd = G.state_dict()
+    nv: dict[str, Tensor] = {}
+    for j in range(G.n_mlp):
+        nv[f"mapping.fc{j}.weight"] = sd[f"style.{j + 1}.weight"]
+        nv[f"mapping.fc{j}.bias"] = sd[f"style.{j + 1}.bias"]
+    nv["mapping.w_avg"] = G.w_avg.detach().clone()
+    base_filter = make_kernel(list(G.blur_kernel))
+    nv["synthesis.b4.const"] = sd["input.input"][0]
+    nv["synthesis.b4.resample_filter"] = base_filter
+
+    def layer(src: str, dst: str, noise_idx: int, up: bool) -> None:
+        nv[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        nv[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        nv[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        nv[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+        nv[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape(())
+        nv[f"{dst}.noise_const"] = sd[f"noises.noise_{noise_idx}"][0, 0]
+        nv[f"{dst}.resample_filter"] = sd[f"{src}.conv.blur.kernel"] / 4 if up else base_filter
+
+    def torgb(src: str, dst: str) -> None:
+        nv[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        nv[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        nv[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        nv[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+
+    layer("conv1", "synthesis.b4.conv1", 0, up=False)
+    torgb("to_rgb1", "synthesis.b4.torgb")
+    for i in range(1, G.log_size - 1):
+        b = f"synthesis.b{4 * 2 ** i}"
+        layer(f"convs.{2 * i - 2}", f"{b}.conv0", 2 * i - 1, up=True)
+        layer(f"convs.{2 * i - 1}", f"{b}.conv1", 2 * i, up=False)
+        torgb(f"to_rgbs.{i - 1}", f"{b}.torgb")
+        nv[f"{b}.resample_filter"] = sd[f"to_rgbs.{i - 1}.upsample.kernel"] / 4
+    return {k: v.detach().clone() for k, v in nv.items()}
+
+
+def _generator_record(bld: _Builder, G: StyleGAN2Generator, *, conditional: bool, stylegan3: bool,
+                      include_w_avg: bool, conv_clamp: int | None, extra_state: dict[str, Any] | None) -> Persistent:
+    nv = nvidia_state(G)
+    c_dim = 10 if conditional else 0
+    mapping_modules: dict[str, Any] = {}
+    if conditional:
+        mapping_modules["embed"] = bld.fc(torch.randn(G.w_dim, c_dim), torch.zeros(G.w_dim), 1.0, "linear")
+    for j in range(G.n_mlp):
+        mapping_modules[f"fc{j}"] = bld.fc(nv[f"mapping.fc{j}.weight"], nv[f"mapping.fc{j}.bias"], G.lr_mlp, "lrelu")
+    mapping = bld.record(
+        "training.networks.MappingNetwork", buffers={"w_avg": nv["mapping.w_avg"]} if include_w_avg else {},
+        modules=mapping_modules,
+        init_kwargs={"z_dim": G.z_dim, "c_dim": c_dim, "w_dim": G.w_dim, "num_ws": G.num_ws,
+                     "num_layers": G.n_mlp, "lr_multiplier": G.lr_mlp},
+        z_dim=G.z_dim, c_dim=c_dim, w_dim=G.w_dim, num_ws=G.num_ws, num_layers=G.n_mlp, w_avg_beta=0.995)
+
+    def affine(prefix: str) -> Persistent:
+        return bld.fc(nv[f"{prefix}.affine.weight"], nv[f"{prefix}.affine.bias"], 1.0, "linear")
+
+    def synth_layer(prefix: str, res: int, up: int) -> Persistent:
+        return bld.record(
+            "training.networks.SynthesisLayer",
+            params={"weight": nv[f"{prefix}.weight"], "noise_strength": nv[f"{prefix}.noise_strength"],
+                    "bias": nv[f"{prefix}.bias"]},
+            buffers={"resample_filter": nv[f"{prefix}.resample_filter"], "noise_const": nv[f"{prefix}.noise_const"]},
+            modules={"affine": affine(prefix)},
+            resolution=res, up=up, use_noise=True, activation="lrelu", conv_clamp=conv_clamp, channels_last=False,
+            padding=1, act_gain=float(np.sqrt(2)))
+
+    def torgb(prefix: str) -> Persistent:
+        weight = nv[f"{prefix}.weight"]
+        return bld.record("training.networks.ToRGBLayer", params={"weight": weight, "bias": nv[f"{prefix}.bias"]},
+                          modules={"affine": affine(prefix)}, conv_clamp=conv_clamp, channels_last=False,
+                          weight_gain=np.float64(1 / np.sqrt(weight.shape[1])))
+
+    blocks: dict[str, Any] = {}
+    resolutions = [4 * 2 ** i for i in range(G.log_size - 1)]
+    for res in resolutions:
+        b = f"synthesis.b{res}"
+        modules: dict[str, Any] = {}
+        params: dict[str, Tensor] = {}
+        if res == 4:
+            params["const"] = nv[f"{b}.const"]
+        else:
+            modules["conv0"] = synth_layer(f"{b}.conv0", res, 2)
+        modules["conv1"] = synth_layer(f"{b}.conv1", res, 1)
+        modules["torgb"] = torgb(f"{b}.torgb")
+        blocks[f"b{res}"] = bld.record(
+            "training.networks.SynthesisBlock", params=params, buffers={"resample_filter": nv[f"{b}.resample_filter"]},
+            modules=modules, in_channels=0 if res == 4 else G.widths[res // 2], w_dim=G.w_dim, resolution=res,
+            img_channels=G.channels, is_last=res == G.resolution, architecture="skip", use_fp16=False,
+            channels_last=False, num_conv=1 if res == 4 else 2, num_torgb=1)
+    synthesis_kwargs = {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 0, "conv_clamp": conv_clamp}
+    if stylegan3:
+        blocks = {
+            "input": bld.record("training.networks_stylegan3.SynthesisInput", params={"weight": torch.randn(8, 4)},
+                                buffers={"freqs": torch.randn(8, 2), "phases": torch.rand(8)}),
+            "L0_36_512": bld.record("training.networks_stylegan3.SynthesisLayer",
+                                    params={"weight": torch.randn(8, 8, 3, 3), "bias": torch.zeros(8)}),
+        }
+    synthesis = bld.record(
+        "training.networks_stylegan3.SynthesisNetwork" if stylegan3 else "training.networks.SynthesisNetwork",
+        modules=blocks, init_kwargs={"w_dim": G.w_dim, "img_resolution": G.resolution,
+                                     "img_channels": G.channels, **synthesis_kwargs},
+        w_dim=G.w_dim, img_resolution=G.resolution, img_resolution_log2=G.log_size, img_channels=G.channels,
+        block_resolutions=resolutions, num_ws=G.num_ws)
+    init_kwargs = {"z_dim": G.z_dim, "c_dim": c_dim, "w_dim": G.w_dim, "img_resolution": G.resolution,
+                   "img_channels": G.channels, "mapping_kwargs": bld.EasyDict(num_layers=G.n_mlp),
+                   "synthesis_kwargs": bld.EasyDict(synthesis_kwargs)}
+    return bld.record(
+        "training.networks_stylegan3.Generator" if stylegan3 else "training.networks.Generator",
+        modules={"synthesis": synthesis, "mapping": mapping}, init_kwargs=init_kwargs,
+        z_dim=G.z_dim, c_dim=c_dim, w_dim=G.w_dim, img_resolution=G.resolution, img_channels=G.channels,
+        num_ws=G.num_ws, **(extra_state or {}))
+
+
+def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str = DEFAULT_MODULE_SRC,
+                     conditional: bool = False, stylegan3: bool = False, include_w_avg: bool = True,
+                     include_g_ema: bool = True, conv_clamp: int | None = None,
+                     extra_generator_state: dict[str, Any] | None = None, protocol: int = 4) -> Path:
+    """Write ``G`` as NVIDIA's ``{G, D, G_ema, training_set_kwargs, augment_pipe}`` network pickle.
+
+    Args:
+        G: the generator to export (its rosinality keys are mapped to NVIDIA names).
+        path: output file.
+        module_src: source text embedded in every persistent record (never executed by ganinv).
+        conditional: add ``mapping.embed`` and ``c_dim=10`` (a class-conditional model).
+        stylegan3: name the classes ``training.networks_stylegan3.*`` with ``synthesis.input``/``L0_*`` layers.
+        include_w_avg: keep ``mapping.w_avg``.
+        include_g_ema: write ``G_ema`` (otherwise only ``G``).
+        conv_clamp: value recorded in ``synthesis_kwargs`` (NVIDIA's configs use 256).
+        extra_generator_state: extra entries in the generator record's state (e.g. a malicious object).
+        protocol: pickle protocol (NVIDIA's files are protocol 3/4).
+    """
+    path = Path(path)
+    with fake_nvidia_modules() as (reconstruct, easydict):
+        bld = _Builder(reconstruct, easydict, module_src)
+        kwargs = dict(conditional=conditional, stylegan3=stylegan3, include_w_avg=include_w_avg,
+                      conv_clamp=conv_clamp, extra_state=extra_generator_state)
+        g_ema = _generator_record(bld, G, **kwargs)
+        g_train = _generator_record(bld, G, **kwargs)
+        disc = bld.record(
+            "training.networks.Discriminator",
+            modules={"b4": bld.record("training.networks.DiscriminatorEpilogue",
+                                      params={"out_weight": torch.randn(1, 8), "out_bias": torch.zeros(1)})},
+            init_kwargs={"c_dim": 0, "img_resolution": G.resolution, "img_channels": G.channels},
+            c_dim=0, img_resolution=G.resolution, img_channels=G.channels)
+        augment = bld.record("training.augment.AugmentPipe", buffers={"p": torch.zeros([])},
+                             init_kwargs={"xflip": 1, "rotate90": 1}, xflip=1.0, rotate90=1.0,
+                             Hz_table=np.linspace(0, 1, 4, dtype=np.float32))
+        data = {"G": g_train, "D": disc, "augment_pipe": augment,
+                "training_set_kwargs": easydict(class_name="training.dataset.ImageFolderDataset",
+                                                path="~/datasets/digits.zip", use_labels=False, max_size=4000,
+                                                xflip=False, resolution=G.resolution)}
+        if include_g_ema:
+            data["G_ema"] = g_ema
+        with open(path, "wb") as f:
+            pickle.dump(data, f, protocol=protocol)
+    return path
+
+
+def fake_modules_installed() -> list[str]:
+    """Names of the stand-in modules still present in ``sys.modules`` (should be empty after writing)."""
+    return [name for name in _FAKE_MODULES if name in sys.modules]
