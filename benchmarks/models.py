@@ -108,7 +108,32 @@ def main() -> None:
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2) + "\n")
     (ROOT / "docs" / "models.md").write_text(render(results))
-    print(f"wrote {out_json} and docs/models.md")
+    update_readme(results)
+    print(f"wrote {out_json}, docs/models.md and the README's model table")
+
+
+def readme_table(r: dict) -> str:
+    """The short table the README quotes (between its ``models-table`` markers)."""
+    lines = ["| model | params | confidence | class share (min–max) | FD / floor | meets floor | inversion steps/s "
+             "(batch 32, 2 cores) |", "|---|---|---|---|---|---|---|"]
+    for name, m in r["models"].items():
+        q = m["quality"]
+        lines.append(f"| `{name}` | {m['parameters'] / 1e6:.2f} M | {q['confidence']:.3f} | "
+                     f"{min(q['coverage']):.1%}–{max(q['coverage']):.1%} | {q['fd_ratio']:.1f}× | "
+                     f"{'yes' if q['passes'] else 'no'} | {m['image_steps_per_s']:.0f} |")
+    lines.append(f"| `mnist-classifier` | – | held-out accuracy {r['classifier']['heldout_accuracy']:.1%} | | | | |")
+    return "\n".join(lines)
+
+
+def update_readme(r: dict) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- models-table -->", "<!-- /models-table -->"
+    if start not in text:
+        return
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else rest
+    readme.write_text(f"{head}{start}\n{readme_table(r)}\n{end}{tail}")
 
 
 def render(r: dict) -> str:
@@ -150,6 +175,12 @@ def render(r: dict) -> str:
     lines += ["", "## Samples (seed 0, untruncated)", ""]
     for name in r["models"]:
         lines += [f"`{name}`:", "", f"![{name} samples](img/{name}_samples.png)", ""]
+    lines += ["## Training curves", "",
+              "Losses (left) and the periodic quality check on 2,000 samples (right), from the run's `log.jsonl`. "
+              "The recipe search behind the StyleGAN2 run is in [training-notes.md](training-notes.md).", ""]
+    for name in r["models"]:
+        if (ROOT / "docs" / "img" / f"{name}_curves.png").exists():
+            lines += [f"`{name}`:", "", f"![{name} training curves](img/{name}_curves.png)", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -494,3 +494,15 @@ def test_pickle_cannot_modify_loader_objects(tmp_path: Path, G3: StyleGAN2Genera
     assert before == after
     assert ck._EasyDict.__setitem__ is dict.__setitem__
     assert_same_generator(G3, load_nvidia_pkl(write_nvidia_pkl(G3, tmp_path / "ok.pkl")))
+
+
+def test_tanh_output_activation_survives_rosinality_round_trip(tmp_path):
+    torch.manual_seed(0)
+    G = StyleGAN2Generator(resolution=16, channels={4: 8, 8: 8, 16: 8}, z_dim=8, w_dim=8, n_mlp=1, img_channels=1,
+                           output_activation="tanh").eval()
+    G.estimate_w_avg(100)
+    path = save_rosinality(G, tmp_path / "tanh.pt")
+    G2 = load_rosinality(path, notices=[])
+    assert G2.output_activation == "tanh"
+    w = G.sample_latent(2, "w", seed=0)
+    assert torch.equal(G.synthesize(w, "w"), G2.synthesize(w, "w"))

@@ -28,11 +28,12 @@ def train_gan(
                     ] = None,
     betas: Annotated[Optional[str], typer.Option(help="Adam betas for both networks, 'B1,B2' (default: preset).")
                      ] = None,
-    r1_gamma: Annotated[float, typer.Option(min=0.0, help="R1 penalty weight on real images (0 = off).")] = 0.0,
+    r1_gamma: Annotated[Optional[float], typer.Option(min=0.0, help="R1 penalty weight on real images "
+                                                      "(0 = off; default: preset).")] = None,
     mixing_prob: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Style-mixing probability "
                                                          "(StyleGAN2; default: preset).")] = None,
-    augment: Annotated[bool, typer.Option(help="Differentiable augmentation (translation + cutout) before D.")
-                       ] = False,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Differentiable augmentation "
+                                                    "(translation + cutout) before D (default: preset).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2).")] = None,

@@ -323,6 +323,10 @@ def _estimate_w_avg(G: StyleGAN2Generator, source: str, notices: list[str] | Non
                      f"which truncation and inversion start from")
 
 
+#: Extra top-level key of rosinality-layout files written by ganinv (architecture options rosinality lacks).
+GANINV_EXTRA_KEY = "ganinv"
+
+
 def _extract_rosinality(obj: Any, source: str) -> tuple[dict[str, Tensor], Any, str, list[str]]:
     """Pick the generator state dict out of a loaded rosinality-style file.
 
@@ -390,6 +394,9 @@ def load_rosinality(path: str | Path, *, notices: list[str] | None = None,
     obj = _torch_load(path)
     state, latent_avg, _kind, notes = _extract_rosinality(obj, str(path))
     cfg = infer_rosinality_config(state, str(path))
+    extra = obj.get(GANINV_EXTRA_KEY) if isinstance(obj, dict) else None
+    if isinstance(extra, dict) and extra.get("output_activation") in ("tanh",):
+        cfg["output_activation"] = extra["output_activation"]  # written by save_rosinality; see there
     G = _build_stylegan2(cfg, str(path))
     load_state_strict(G, state, str(path))
     for note in notes:
@@ -406,6 +413,8 @@ def save_rosinality(G: StyleGAN2Generator, path: str | Path) -> Path:
 
     The file is written atomically with ``torch.save`` and loads back with
     :func:`load_rosinality` (or rosinality's own code, for the default architecture).
+    A ``tanh`` output activation, which rosinality's format cannot express, is recorded under
+    the extra top-level key ``"ganinv"`` (ignored by rosinality's loader, read by ours).
     """
     if not isinstance(G, StyleGAN2Generator):
         raise InputError(f"save_rosinality needs a StyleGAN2Generator, got {type(G).__name__}")
@@ -414,6 +423,8 @@ def save_rosinality(G: StyleGAN2Generator, path: str | Path) -> Path:
         "g_ema": {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()},
         "latent_avg": G.w_avg.detach().cpu().clone(),
     }
+    if G.output_activation:
+        payload[GANINV_EXTRA_KEY] = {"output_activation": G.output_activation}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 

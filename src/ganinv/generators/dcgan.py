@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from ganinv.errors import InputError
 from ganinv.generators.base import Generator, LatentSpace, check_resolution
 
 
@@ -58,31 +60,63 @@ class DCGANGenerator(Generator):
         return self._native(z, "z", None)
 
 
+class MinibatchStd(nn.Module):
+    """Append the mean standard deviation of features across groups of ``group`` samples as one channel.
+
+    StyleGAN's remedy for mode collapse: it lets the discriminator see how diverse a batch is.
+    """
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        g = min(self.group, b)
+        while b % g:
+            g -= 1
+        y = x.view(g, -1, c, h, w)
+        y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [b / g]
+        y = y.repeat(g).view(b, 1, 1, 1).expand(b, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
 class DCGANDiscriminator(nn.Module):
-    """Strided convs + BatchNorm + LeakyReLU → one logit per image.
+    """Strided convs + LeakyReLU (BatchNorm optional) → one logit per image.
 
     Input ``[B, C, R, R]`` in [-1, 1]; output ``[B]`` logits.
+
+    Args:
+        norm: ``"batch"`` (DCGAN) or ``"none"``.
+        mbstd_group: > 0 adds a minibatch-standard-deviation channel before the head.
     """
 
     arch = "dcgan-d"
 
-    def __init__(self, resolution: int = 32, width: int = 64, img_channels: int = 1) -> None:
+    def __init__(self, resolution: int = 32, width: int = 64, img_channels: int = 1, norm: str = "batch",
+                 mbstd_group: int = 0) -> None:
         super().__init__()
         check_resolution(resolution)
+        if norm not in ("batch", "none"):
+            raise InputError(f"norm must be 'batch' or 'none', got {norm!r}")
         self.resolution, self.width, self.img_channels = resolution, width, img_channels
+        self.norm, self.mbstd_group = norm, mbstd_group
         n_down = int(math.log2(resolution)) - 2
         blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(img_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True))]
         ch = width
         for _ in range(n_down - 1):
-            blocks.append(nn.Sequential(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
-                                        nn.LeakyReLU(0.2, True)))
+            layers: list[nn.Module] = [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=norm != "batch")]
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(ch * 2))
+            blocks.append(nn.Sequential(*layers, nn.LeakyReLU(0.2, True)))
             ch *= 2
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(ch, 1, 4, 1, 0)
+        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None
+        self.head = nn.Conv2d(ch + (1 if mbstd_group > 0 else 0), 1, 4, 1, 0)
 
     def config(self) -> dict[str, Any]:
         return {"arch": self.arch, "resolution": self.resolution, "width": self.width,
-                "img_channels": self.img_channels}
+                "img_channels": self.img_channels, "norm": self.norm, "mbstd_group": self.mbstd_group}
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Activations after every block, coarsest last (for feature-matching losses)."""
@@ -93,4 +127,7 @@ class DCGANDiscriminator(nn.Module):
         return feats
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x)[-1]).flatten()
+        h = self.features(x)[-1]
+        if self.mbstd is not None:
+            h = self.mbstd(h)
+        return self.head(h).flatten()

@@ -35,8 +35,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "g": {"arch": "stylegan2", "resolution": 32, "channels": {"4": 256, "8": 128, "16": 64, "32": 32},
               "z_dim": 128, "w_dim": 128, "n_mlp": 4, "img_channels": 1, "lr_mlp": 0.01,
               "output_activation": "tanh"},
-        "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1},
-        "lr_g": 0.002, "lr_d": 0.0002, "betas_g": (0.0, 0.99), "betas_d": (0.5, 0.999), "mixing_prob": 0.9,
+        # No BatchNorm in D (it normalises away a collapsed batch's lack of variety); minibatch-stddev instead.
+        "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1, "norm": "none", "mbstd_group": 4},
+        "lr_g": 0.002, "lr_d": 0.002, "betas_g": (0.0, 0.99), "betas_d": (0.0, 0.99), "mixing_prob": 0.9,
+        "r1_gamma": 0.01, "augment": False,
     },
     "dcgan": {
         "g": {"arch": "dcgan", "resolution": 32, "z_dim": 64, "width": 64, "img_channels": 1},
@@ -56,9 +58,9 @@ class GanTrainConfig:
     lr_g: float | None = None
     lr_d: float | None = None
     ema_beta: float = 0.999
-    r1_gamma: float = 0.0
+    r1_gamma: float | None = None
     mixing_prob: float | None = None
-    augment: bool = False
+    augment: bool | None = None
     betas_g: tuple[float, float] | None = None
     betas_d: tuple[float, float] | None = None
     sample_every: int = 250
@@ -76,6 +78,8 @@ class GanTrainConfig:
         p = PRESETS[self.arch]
         return GanTrainConfig(**{**asdict(self), "lr_g": self.lr_g or p["lr_g"], "lr_d": self.lr_d or p["lr_d"],
                                  "mixing_prob": p["mixing_prob"] if self.mixing_prob is None else self.mixing_prob,
+                                 "r1_gamma": p.get("r1_gamma", 0.0) if self.r1_gamma is None else self.r1_gamma,
+                                 "augment": p.get("augment", False) if self.augment is None else self.augment,
                                  "betas_g": tuple(self.betas_g or p["betas_g"]),
                                  "betas_d": tuple(self.betas_d or p["betas_d"]),
                                  "g": self.g or copy.deepcopy(p["g"]), "d": self.d or copy.deepcopy(p["d"])})
@@ -139,8 +143,8 @@ def _plot_curves(log: list[dict], path: Path) -> None:
     if q:
         ax = axes[1]
         ax.plot([r["iteration"] for r in q], [r["confidence"] for r in q], "o-", label="confidence")
-        ax.plot([r["iteration"] for r in q], [r["min_class"] for r in q], "s-", label="min class fraction ×10",
-                )
+        ax.plot([r["iteration"] for r in q], [10 * r["min_class"] for r in q], "s-",
+                label="smallest class share × 10 (1 = balanced)")
         ax2 = ax.twinx()
         ax2.plot([r["iteration"] for r in q], [r["fd_ratio"] for r in q], "^-", color="tab:red", label="FD / floor")
         ax2.set_ylabel("FD / floor")
@@ -231,12 +235,13 @@ class GanTrainer:
         with torch.no_grad():
             fake = self._fake(n)
         aug = diff_augment if self.cfg.augment else (lambda t: t)
-        real_in = real.detach().requires_grad_(self.cfg.r1_gamma > 0)
+        r1_gamma = self.cfg.r1_gamma or 0.0
+        real_in = real.detach().requires_grad_(r1_gamma > 0)
         real_logits = self.D(aug(real_in))
         d_loss = F.softplus(self.D(aug(fake))).mean() + F.softplus(-real_logits).mean()
-        if self.cfg.r1_gamma > 0:
+        if r1_gamma > 0:
             (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-            d_loss = d_loss + self.cfg.r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
+            d_loss = d_loss + r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
