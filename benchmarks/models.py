@@ -170,8 +170,9 @@ def render(r: dict) -> str:
               "| model | image-steps/s | grouped-conv baseline | speed-up |", "|---|---|---|---|"]
     for name, m in r["models"].items():
         base = m.get("image_steps_per_s_grouped_baseline")
-        lines.append(f"| `{name}` | {m['image_steps_per_s']:.0f} | {f'{base:.0f}' if base else '–'} | "
-                     f"{f'{m['image_steps_per_s'] / base:.2f}×' if base else '–'} |")
+        speed = m["image_steps_per_s"]
+        base_txt, ratio_txt = (f"{base:.0f}", f"{speed / base:.2f}×") if base else ("–", "–")
+        lines.append(f"| `{name}` | {speed:.0f} | {base_txt} | {ratio_txt} |")
     lines += ["", "## Samples (seed 0, untruncated)", ""]
     for name in r["models"]:
         lines += [f"`{name}`:", "", f"![{name} samples](img/{name}_samples.png)", ""]

