@@ -9,7 +9,7 @@ import torch
 from ganinv.classifier import DigitClassifier
 from ganinv.data import heldout_subset, mnist, split_indices
 from ganinv.errors import InputError
-from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganinv.generators.dcgan import DCGANDiscriminator
 
 
 def test_dcgan_generator_interface(tiny_dcgan):

@@ -25,8 +25,10 @@ def demo(
     names = [name for name in zoo.available() if zoo.describe(name).get("kind") == "generator"]
     classifier = zoo.load_classifier() if zoo.DEFAULT_CLASSIFIER in zoo.available() else None
     table = Table(title=f"ganinv demo — {n} samples per model (seed {seed})")
-    for col in ("model", "arch", "latent spaces", "mean confidence", "classes present", "grid"):
+    table.add_column("model", no_wrap=True, style="bold")
+    for col in ("arch", "latent spaces", "mean confidence", "classes present"):
         table.add_column(col)
+    table.add_column("grid", overflow="fold")
     with Progress(console=console) as progress:
         task = progress.add_task("sampling bundled models", total=len(names))
         for name in names:

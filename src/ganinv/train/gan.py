@@ -24,8 +24,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ganinv.data import mnist
 from ganinv.errors import CheckpointError, InputError
-from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganinv.generators.stylegan2 import StyleGAN2Generator
+from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, save_pretrained
 from ganinv.train.quality import Quality, generator_quality
 
@@ -119,13 +119,6 @@ def _ema(target: torch.nn.Module, source: torch.nn.Module, beta: float) -> None:
             pt.lerp_(ps, 1.0 - beta)
         for bt, bs in zip(target.buffers(), source.buffers()):
             bt.copy_(bs)
-
-
-def _save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    from torchvision.utils import save_image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=nrow, padding=1, format="png"))
 
 
 def _plot_curves(log: list[dict], path: Path) -> None:
@@ -366,7 +359,7 @@ class GanTrainer:
                     progress.update(task, status=f"D {losses['d_loss']:.3f} G {losses['g_loss']:.3f}")
                 done = self.iteration == cfg.iterations
                 if self.iteration % cfg.sample_every == 0 or done:
-                    _save_grid(self.samples(), self.out / "samples" / f"iter_{self.iteration:06d}.png")
+                    save_grid(self.samples(), self.out / "samples" / f"iter_{self.iteration:06d}.png", nrow=8)
                 q = self.evaluate(cfg.eval_samples) if self.iteration % cfg.eval_every == 0 or done else None
                 if q is not None:
                     self.log.append({"iteration": self.iteration, "confidence": q.confidence,
@@ -421,4 +414,4 @@ class GanTrainer:
         return meta
 
 
-__all__ = ["GanTrainConfig", "GanTrainer", "PRESETS", "DCGANGenerator", "DCGANDiscriminator"]
+__all__ = ["GanTrainConfig", "GanTrainer", "PRESETS", "diff_augment"]
