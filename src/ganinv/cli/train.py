@@ -61,7 +61,8 @@ def train_gan(
             raise InputError(f"--betas must be two numbers like 0.5,0.999, got {betas!r}") from None
         pair = (b1, b2)
     cfg = GanTrainConfig(arch=arch, lr_g=lr_g, lr_d=lr_d, betas_g=pair, betas_d=pair, r1_gamma=r1_gamma,
-                         mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start, iterations=iterations, batch_size=batch_size, seed=seed,
+                         mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start,
+                         iterations=iterations, batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
     trainer = GanTrainer(out, cfg)

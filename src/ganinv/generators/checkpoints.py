@@ -395,8 +395,8 @@ def load_rosinality(path: str | Path, *, notices: list[str] | None = None,
     state, latent_avg, _kind, notes = _extract_rosinality(obj, str(path))
     cfg = infer_rosinality_config(state, str(path))
     extra = obj.get(GANINV_EXTRA_KEY) if isinstance(obj, dict) else None
-    if isinstance(extra, dict) and extra.get("output_activation") in ("tanh",):
-        cfg["output_activation"] = extra["output_activation"]  # written by save_rosinality; see there
+    if isinstance(extra, dict) and extra.get("output_activation") == "tanh":
+        cfg["output_activation"] = "tanh"  # written by save_rosinality; see there
     G = _build_stylegan2(cfg, str(path))
     load_state_strict(G, state, str(path))
     for note in notes:

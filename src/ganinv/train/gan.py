@@ -27,7 +27,7 @@ from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, save_pretrained
-from ganinv.train.quality import Quality, generator_quality
+from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE, Quality, generator_quality
 
 #: Generator/discriminator settings of the bundled models.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -308,8 +308,6 @@ class GanTrainer:
     def best_snapshot(self) -> int | None:
         """Iteration of the evaluated snapshot with the lowest Fréchet distance among those whose
         confidence and class coverage meet the floor (or among all, if none does)."""
-        from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE
-
         evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
         good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
                 and r["max_class"] <= MAX_CLASS_FRACTION]
@@ -385,10 +383,8 @@ class GanTrainer:
             from ganinv.modelfile import read_safetensors
 
             state = read_safetensors(self._snapshot_path(chosen))
-            w_avg = state.pop("latent_avg", None)
+            state.pop("latent_avg", None)  # w_avg is re-estimated below, as for the final weights
             self.G_ema.load_state_dict(state)
-            if w_avg is not None and isinstance(self.G_ema, StyleGAN2Generator):
-                self.G_ema.w_avg.copy_(w_avg)
             selected = chosen
         G = self.G_ema
         self.recalibrate_batchnorm()
