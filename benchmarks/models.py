@@ -94,7 +94,9 @@ def main() -> None:
         entry = {"arch": G.arch, "parameters": G.num_parameters(), "latent_spaces": list(G.latent_spaces),
                  "quality": q.to_dict(), "image_steps_per_s": speed,
                  "train_seconds": cfg["meta"].get("train_seconds"), "iterations": cfg["meta"].get("iterations"),
-                 "batch_size": cfg["meta"].get("batch_size")}
+                 "batch_size": cfg["meta"].get("batch_size"),
+                 "selected_iteration": cfg["meta"].get("selected_iteration"),
+                 "trained_on": cfg["meta"].get("trained_on")}
         if G.arch == "stylegan2":
             original = ModulatedConv2d.forward
             ModulatedConv2d.forward = grouped_forward  # type: ignore[method-assign]
@@ -155,11 +157,16 @@ def render(r: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in r["models"].items():
         q = m["quality"]
-        train = (f"{m['iterations']} it × {m['batch_size']}, {m['train_seconds'] / 60:.0f} min"
+        train = (f"{m['iterations']} it × {m['batch_size']} (kept it. {m.get('selected_iteration', '?')}), "
+                 f"{m['train_seconds'] / 60:.1f} min{' on GPU' if m.get('trained_on') else ''}"
                  if m.get("train_seconds") else "–")
         lines.append(f"| `{name}` | {m['arch']} | {m['parameters'] / 1e6:.2f} M | {q['n_samples']} | "
                      f"{q['confidence']:.3f} | {min(q['coverage']):.3f} | {max(q['coverage']):.3f} | {q['fd']:.2f} | "
                      f"{q['fd_floor']:.2f} | {q['fd_ratio']:.2f} | {'yes' if q['passes'] else 'NO'} | {train} |")
+    for name, m in r["models"].items():
+        if m.get("trained_on"):
+            lines += ["", f"`{name}` was trained on {m['trained_on']}; the export keeps the evaluated snapshot "
+                      "with the lowest Fréchet distance among those meeting the confidence and coverage floor."]
     lines += ["", "Class coverage (fraction of samples per predicted digit):", "",
               "| model | " + " | ".join(str(c) for c in range(10)) + " |", "|---|" + "---|" * 10]
     for name, m in r["models"].items():

@@ -23,3 +23,7 @@ class UnknownModelError(GaninvError):
 
 class InputError(GaninvError):
     """A user input (image, option, tensor) is invalid."""
+
+
+class MissingWeightsError(GaninvError):
+    """Pretrained weights that a component needs (e.g. LPIPS's backbone) are not on disk and cannot be fetched."""

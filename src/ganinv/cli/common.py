@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.markup import escape
 
 from ganinv.errors import GaninvError
 from ganinv.generators.base import Generator
+
+if TYPE_CHECKING:
+    import torch
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -66,6 +69,32 @@ def resolve_generator(model: str | None, generator: str | None = None, weights: 
     for notice in notices:
         console.print(f"[yellow]note:[/] {notice}")
     return G, name
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (the first GPU when one is usable, else CPU)."""
+    import torch
+
+    from ganinv.errors import InputError
+
+    name = name.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} asked for, but this torch build sees no usable CUDA GPU; "
+                             "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA GPU(s) visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device 'mps' asked for, but MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unsupported device {name!r}; use cpu, cuda, cuda:N, mps or auto")
+    return device
 
 
 def human_size(n_bytes: float) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ganinv.cli.common import console
+from ganinv.cli.common import console, resolve_device
 
 
 def train_gan(
@@ -37,6 +37,8 @@ def train_gan(
     lr_decay_start: Annotated[Optional[int], typer.Option(min=0, help="Decay both learning rates linearly to 0 "
                                                           "from this iteration to the last.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or auto (cuda when available).")
+                      ] = "cpu",
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2).")] = None,
     export_best: Annotated[bool, typer.Option(help="Export the evaluated snapshot with the lowest Fréchet distance "
@@ -65,7 +67,7 @@ def train_gan(
                          iterations=iterations, batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
-    trainer = GanTrainer(out, cfg)
+    trainer = GanTrainer(out, cfg, device=resolve_device(device))
     if trainer.iteration:
         console.print(f"resuming {out} at iteration {trainer.iteration}")
     trainer.train()

@@ -95,18 +95,19 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: flo
     training set. ``x`` is ``[B, C, H, W]``.
     """
     b, _, h, w = x.shape
+    dev = x.device
     sh, sw = int(h * shift + 0.5), int(w * shift + 0.5)
-    tx = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen)
-    ty = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen)
-    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    tx = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen).to(dev)
+    ty = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen).to(dev)
+    gy, gx = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
     src_y = (gy.unsqueeze(0) + ty).clamp(-1, h)  # out of range → padding row/col
     src_x = (gx.unsqueeze(0) + tx).clamp(-1, w)
     padded = F.pad(x, [1, 1, 1, 1], value=-1.0)  # background of [-1, 1] images
     idx = ((src_y + 1) * (w + 2) + (src_x + 1)).view(b, 1, h * w).expand(-1, x.shape[1], -1)
     x = padded.flatten(2).gather(2, idx).view_as(x)
     ch, cw = int(h * cutout + 0.5), int(w * cutout + 0.5)
-    cy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=gen)
-    cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen)
+    cy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=gen).to(dev)
+    cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen).to(dev)
     dy, dx = gy.unsqueeze(0) - cy + ch // 2, gx.unsqueeze(0) - cx + cw // 2  # offsets inside the hole
     keep = ~((dy >= 0) & (dy < ch) & (dx >= 0) & (dx < cw))
     return torch.where(keep.unsqueeze(1), x, torch.full_like(x, -1.0))
@@ -151,11 +152,16 @@ def _plot_curves(log: list[dict], path: Path) -> None:
 
 
 class GanTrainer:
-    """A resumable GAN training run in ``out_dir`` (see module docstring)."""
+    """A resumable GAN training run in ``out_dir`` (see module docstring).
+
+    ``device`` is where the networks train (``"cpu"``, ``"cuda"``, ...); checkpoints, snapshots
+    and exported models are always stored as CPU tensors, so a run can move between devices.
+    """
 
     def __init__(self, out_dir: str | Path, config: GanTrainConfig,
-                 classifier: torch.nn.Module | str | None = "auto"):
+                 classifier: torch.nn.Module | str | None = "auto", device: str | torch.device = "cpu"):
         self.out = Path(out_dir)
+        self.device = torch.device(device)
         self.ckpt_path = self.out / "checkpoint.pt"
         self.classifier = classifier
         self.iteration = 0
@@ -172,8 +178,8 @@ class GanTrainer:
             self.cfg = config.resolved()
             state = None
         torch.manual_seed(self.cfg.seed)
-        self.G = build(self.cfg.g)
-        self.D = build(self.cfg.d)
+        self.G = build(self.cfg.g).to(self.device)
+        self.D = build(self.cfg.d).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         preset = PRESETS[self.cfg.arch]
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g,
@@ -203,21 +209,25 @@ class GanTrainer:
         self.log = list(state["log"])
         torch.set_rng_state(state["rng"])
         self.data_gen.set_state(state["data_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def save_checkpoint(self) -> None:
         state = {"config": asdict(self.cfg), "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(),
                  "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                  "iteration": self.iteration, "train_seconds": self.train_seconds, "log": self.log,
                  "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         atomic_write(self.ckpt_path, lambda tmp: torch.save(state, tmp))
 
     # ----- one iteration -----------------------------------------------------------
     def _fake(self, n: int) -> torch.Tensor:
-        z = torch.randn(n, self.cfg.g["z_dim"])
+        z = torch.randn(n, self.cfg.g["z_dim"], device=self.device)
         if isinstance(self.G, StyleGAN2Generator):
             if self.cfg.mixing_prob and torch.rand(()) < self.cfg.mixing_prob:
                 z2 = torch.randn_like(z)
-                cross = torch.randint(1, self.G.num_ws, (n,))
+                cross = torch.randint(1, self.G.num_ws, (n,), device=self.device)
                 return self.G.forward_mixed(z, z2, cross)
             return self.G(z, random_noise=True)
         return self.G(z)
@@ -267,7 +277,7 @@ class GanTrainer:
         self.G_ema.train()
         gen = torch.Generator().manual_seed(777)
         for _ in range(batches):
-            self.G_ema(torch.randn(batch_size, self.cfg.g["z_dim"], generator=gen))
+            self.G_ema(torch.randn(batch_size, self.cfg.g["z_dim"], generator=gen).to(self.device))
         self.G_ema.eval()
         for m in bns:
             m.momentum = 0.1
@@ -278,7 +288,7 @@ class GanTrainer:
 
             if zoo.DEFAULT_CLASSIFIER not in zoo.available():
                 return None
-            self.classifier = zoo.load_classifier()
+            self.classifier = zoo.load_classifier().to(self.device)
         return self.classifier  # type: ignore[return-value]
 
     def evaluate(self, n: int) -> Quality | None:
@@ -298,9 +308,9 @@ class GanTrainer:
         """Keep G_ema's weights (BatchNorm recalibrated, w_avg estimated) of this evaluation point."""
         from safetensors.torch import save_file
 
-        state = {k: v.detach().contiguous() for k, v in self.G_ema.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.G_ema.state_dict().items()}
         if isinstance(self.G_ema, StyleGAN2Generator):
-            state["latent_avg"] = self.G_ema.w_avg.detach().clone()
+            state["latent_avg"] = self.G_ema.w_avg.detach().cpu().clone()
         path = self._snapshot_path(self.iteration)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(state, tmp))
@@ -325,13 +335,13 @@ class GanTrainer:
         self.recalibrate_batchnorm()
         with torch.no_grad():
             return self.G_ema.to_display(self.G_ema.synthesize(
-                self.G_ema.convert(self.fixed_z, "z", self.G_ema.default_space), self.G_ema.default_space))
+                self.G_ema.convert(self.fixed_z.to(self.device), "z", self.G_ema.default_space), self.G_ema.default_space))
 
     # ----- loop --------------------------------------------------------------------
     def train(self) -> None:
         """Run until ``config.iterations``; resumable at any point."""
         x, _ = mnist("train")
-        x = x * 2 - 1
+        x = (x * 2 - 1).to(self.device)
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -343,7 +353,7 @@ class GanTrainer:
                 t0 = time.perf_counter()
                 if pos + cfg.batch_size > len(x):
                     perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
-                real = x[perm[pos:pos + cfg.batch_size]]
+                real = x[perm[pos:pos + cfg.batch_size].to(self.device)]
                 pos += cfg.batch_size
                 factor = self._lr_factor()
                 for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):

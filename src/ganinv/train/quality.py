@@ -46,10 +46,11 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def features(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Classifier features ``[N, D]`` and softmax probabilities ``[N, 10]`` of images in [0, 1]."""
     feats, probs = [], []
+    device = next(classifier.parameters()).device
     for chunk in images.split(batch_size):
-        f = classifier.features(chunk)
-        feats.append(f)
-        probs.append(classifier.head(f).softmax(1))
+        f = classifier.features(chunk.to(device))
+        feats.append(f.cpu())
+        probs.append(classifier.head(f).softmax(1).cpu())
     return torch.cat(feats).double().numpy(), torch.cat(probs).double().numpy()
 
 
@@ -106,7 +107,7 @@ def generator_quality(G: Generator, classifier: nn.Module, n: int = 10_000, seed
     gen = torch.Generator().manual_seed(seed)
     z_dim = G.space("z").shape
     for start in range(0, n, batch_size):
-        z = torch.randn((min(batch_size, n - start), *z_dim), generator=gen)
+        z = torch.randn((min(batch_size, n - start), *z_dim), generator=gen).to(G.device)
         imgs.append(G.to_display(G.synthesize(G.convert(z, "z", G.default_space), G.default_space)))
     f_gen, probs = features(classifier, torch.cat(imgs))
     cls = probs.argmax(1)

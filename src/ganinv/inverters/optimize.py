@@ -1,0 +1,501 @@
+"""Optimisation-based inversion: z* = argmin_z ℓ(A(G(z)), y) + priors, batched and per sample.
+
+Every target is expanded into ``restarts`` rows; all rows of a chunk are optimised together in
+one batch (Adam is element-wise, so each row's trajectory is its own), each row keeps the best
+latent it has rendered, stops on its own when it plateaus, and at the end every target keeps
+its best restart. Rows that have stopped are dropped from the batch, so the remaining rows run
+faster. The generator is frozen for the call (no gradients to its weights) and restored after.
+
+Settings follow NVIDIA's projector where that makes sense (learning-rate warm-up and cosine
+ramp-down, latent noise that decays over the first 75 % of steps, the noise-map regulariser
+with renormalisation) and add what a batch tool needs: restarts, best-of-N initialisation,
+per-sample early stopping, L-BFGS, stochastic clipping for z, an optional ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ganinv.errors import InputError
+from ganinv.generators.base import Generator
+from ganinv.inverters.base import InversionResult, InversionState
+from ganinv.losses import CombinedLoss
+from ganinv.losses.priors import PRIORS, latent_prior, noise_regularization, normalize_noise_, stochastic_clip_
+
+Callback = Callable[[int, InversionState], None]
+
+NOISE_MODES = ("fixed", "joint", "after")
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+@dataclass
+class OptimizeSettings:
+    """Every knob of :func:`optimize`.
+
+    Attributes:
+        space: latent space to optimise (default: the generator's ``default_space``, W+ for StyleGAN2).
+        steps: optimisation steps of the latent phase.
+        optimizer: ``"adam"`` or ``"lbfgs"`` (L-BFGS sums the batch's losses into one objective, so
+            rows are coupled through its line search; use batch size 1 for strictly per-sample runs).
+        lr: peak learning rate (default 0.1 for Adam, 1.0 for L-BFGS).
+        loss: loss spec (``"mse=1,lpips=0.8"``) or mapping name → weight.
+        init: ``"mean"``, ``"random"``, ``"best-of-N"`` (score N random latents, start each target
+            from its best; with restarts, restart k starts from the k-th best) or a tensor
+            ``[B or 1, *space shape]``.
+        restarts: rows per target, optimised side by side; the best is kept. With ``init="mean"``
+            or a given tensor, restart 0 starts there and the others from random latents.
+        noise: StyleGAN2 noise maps: ``"fixed"`` (the model's stored maps), ``"joint"`` (optimised with
+            the latent, NVIDIA) or ``"after"`` (optimised after the latent, Image2StyleGAN++).
+        noise_steps: steps of the ``"after"`` noise phase (default: ``steps // 2``).
+        noise_reg: weight of the noise autocorrelation penalty (NVIDIA: 1e5).
+        prior: weight of the latent prior (see :func:`ganinv.losses.priors.latent_prior`).
+        z_prior: ``"gaussian"`` or ``"shell"`` for the z space.
+        stochastic_clip: z only: resample components beyond ± this many σ after each step (None: off).
+        lr_rampup, lr_rampdown: fractions of the steps for the linear warm-up and cosine ramp-down.
+        latent_noise: initial std of the noise added to the latent, as a fraction of the latent
+            distribution's total std (NVIDIA: 0.05); it decays quadratically to 0 at
+            ``latent_noise_ramp`` of the steps. 0 turns it off.
+        tol, patience: per-sample early stopping: a row stops once its best objective has not
+            improved by a relative ``tol`` for ``patience`` steps (None: never), but not before
+            ``min_steps`` (a fraction of ``steps``).
+        batch_size: rows per optimisation batch (None: automatic, see :func:`auto_batch_size`).
+        compile: run the generator through ``torch.compile`` (fixed batch shapes; stopped rows are
+            masked instead of dropped).
+        seed: seed of every random draw (same seed and inputs → same result).
+    """
+
+    space: str | None = None
+    steps: int = 200
+    optimizer: str = "adam"
+    lr: float | None = None
+    loss: str | Mapping[str, float] = "mse"
+    init: str | Tensor = "mean"
+    restarts: int = 1
+    noise: str = "fixed"
+    noise_steps: int | None = None
+    noise_reg: float = 1e5
+    prior: float = 0.0
+    z_prior: str = "gaussian"
+    stochastic_clip: float | None = None
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    latent_noise: float = 0.05
+    latent_noise_ramp: float = 0.75
+    tol: float = 1e-3
+    patience: int | None = None
+    min_steps: float = 0.25
+    batch_size: int | None = None
+    compile: bool = False
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(replace(self, init="tensor" if isinstance(self.init, Tensor) else self.init))
+        d["loss"] = dict(self.loss) if isinstance(self.loss, Mapping) else self.loss
+        return d
+
+
+#: Reference schedules (REFERENCE.md), for comparison runs and users who want them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # NVIDIA stylegan2-ada projector: W, 1000 steps, Adam lr 0.1, joint noise maps with the 1e5 penalty.
+    "nvidia": {"space": "w", "steps": 1000, "lr": 0.1, "noise": "joint", "noise_reg": 1e5, "latent_noise": 0.05,
+               "latent_noise_ramp": 0.75, "lr_rampup": 0.05, "lr_rampdown": 0.25, "init": "mean"},
+    # rosinality projector with --w_plus: the same schedule in W+.
+    "rosinality": {"space": "w+", "steps": 1000, "lr": 0.1, "noise": "joint", "noise_reg": 1e5,
+                   "latent_noise": 0.05, "latent_noise_ramp": 0.75, "lr_rampup": 0.05, "lr_rampdown": 0.25,
+                   "init": "mean"},
+}
+
+
+def learning_rate_factor(t: float, rampup: float, rampdown: float) -> float:
+    """NVIDIA's schedule at progress ``t`` ∈ [0, 1]: linear warm-up over ``rampup``, cosine ramp-down
+    over the last ``rampdown`` (each a fraction of the run; 0 disables it)."""
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return ramp * (min(1.0, t / rampup) if rampup > 0 else 1.0)
+
+
+def auto_batch_size(G: Generator, rows: int) -> int:
+    """Rows per batch: on CPU throughput stops growing at a few dozen images (measured in
+    ``benchmarks/inversion.py``), so 64; on a GPU 512. Never more than ``rows``."""
+    cap = 64 if G.device.type == "cpu" else 512
+    return max(1, min(rows, cap))
+
+
+@dataclass
+class _Stats:
+    mean: Tensor  # [1, *shape]
+    total_std: float  # sqrt of the summed per-dimension variances (NVIDIA's w_std)
+    var: float  # mean per-dimension variance (prior scale)
+
+
+@torch.no_grad()
+def latent_stats(G: Generator, space: str, n: int = 10_000, seed: int = 123) -> _Stats:
+    """Mean, total std and per-dimension variance of ``space``, from ``n`` mapped samples (NVIDIA: 10k)."""
+    shape = G.space(space).shape
+    if space == "z":
+        d = math.prod(shape)
+        return _Stats(torch.zeros((1, *shape), device=G.device), math.sqrt(d), 1.0)
+    w = G.sample_latent(n, "w" if "w" in G.latent_spaces else space, seed=seed)
+    w = w.flatten(1) if w.dim() > 2 else w
+    mean = w.mean(0, keepdim=True)
+    var = (w - mean).square().mean(0)
+    stats_mean = G.mean_latent(space) if hasattr(G, "w_avg") else mean
+    if space == "w+" and stats_mean.dim() == 2:
+        stats_mean = stats_mean.unsqueeze(1).expand(1, *shape)
+    return _Stats(stats_mean.reshape(1, *shape), float(var.sum().sqrt()), float(var.mean()))
+
+
+class _FrozenGenerator:
+    """Context manager: eval mode and no weight gradients inside, the caller's flags restored after."""
+
+    def __init__(self, G: nn.Module) -> None:
+        self.G = G
+
+    def __enter__(self) -> None:
+        self.training = self.G.training
+        self.flags = [p.requires_grad for p in self.G.parameters()]
+        self.G.eval().requires_grad_(False)
+
+    def __exit__(self, *exc: object) -> None:
+        for p, f in zip(self.G.parameters(), self.flags):
+            p.requires_grad_(f)
+        self.G.train(self.training)
+
+
+def _operator(physics: Any) -> Callable[[Tensor], Tensor]:
+    """The noiseless forward operator: ``physics.A`` (deepinv) when present, else ``physics`` itself."""
+    if physics is None:
+        return lambda x: x
+    op = getattr(physics, "A", None)
+    if callable(op):
+        return op
+    if callable(physics):
+        return physics
+    raise InputError(f"physics must be callable or have a callable .A, got {type(physics).__name__}")
+
+
+def _check_target(G: Generator, target: Tensor, physics: Any) -> Tensor:
+    if not isinstance(target, Tensor):
+        raise InputError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if physics is None:
+        if target.dim() == 3:
+            target = target.unsqueeze(0)
+        if target.dim() != 4 or tuple(target.shape[1:]) != tuple(G.image_shape):
+            c, h, w = G.image_shape
+            raise InputError(f"target must be [B, {c}, {h}, {w}] images for this generator, got {list(target.shape)}")
+    if target.shape[0] == 0:
+        raise InputError("target batch is empty")
+    if not torch.isfinite(target).all():
+        raise InputError("target contains NaN or Inf")
+    return target.to(G.device, torch.float32)
+
+
+def _parse_init(init: str | Tensor) -> tuple[str, int]:
+    if isinstance(init, Tensor):
+        return "tensor", 0
+    if init in ("mean", "random"):
+        return init, 0
+    if isinstance(init, str) and init.startswith("best-of-"):
+        try:
+            n = int(init.split("-")[-1])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return "best", n
+    raise InputError(f"unknown init {init!r}; use mean, random, best-of-N (e.g. best-of-64) or a tensor")
+
+
+def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
+    space = s.space or G.default_space
+    G.space(space)  # raises a clear error for a space the generator lacks
+    if s.optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {s.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+    if s.noise not in NOISE_MODES:
+        raise InputError(f"unknown noise mode {s.noise!r}; choose from {', '.join(NOISE_MODES)}")
+    if s.noise != "fixed" and not G.noise_shapes:
+        raise InputError(f"noise={s.noise!r} needs a generator with noise maps; {G.arch} has none")
+    if s.z_prior not in PRIORS:
+        raise InputError(f"unknown z prior {s.z_prior!r}; choose from {', '.join(PRIORS)}")
+    if s.stochastic_clip is not None and space != "z":
+        raise InputError("stochastic clipping applies to the z space only")
+    for name in ("steps", "restarts"):
+        if getattr(s, name) < 1:
+            raise InputError(f"{name} must be ≥ 1, got {getattr(s, name)}")
+    if s.batch_size is not None and s.batch_size < 1:
+        raise InputError(f"batch size must be ≥ 1, got {s.batch_size}")
+    lr = s.lr if s.lr is not None else (0.1 if s.optimizer == "adam" else 1.0)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise InputError(f"learning rate must be a positive number, got {lr}")
+    _parse_init(s.init)
+    noise_steps = s.noise_steps if s.noise_steps is not None else (s.steps // 2 if s.noise == "after" else 0)
+    return replace(s, space=space, lr=lr, noise_steps=noise_steps)
+
+
+class _Renderer:
+    """Latent (+ optional noise maps) → image in nominal [0, 1]; optionally compiled."""
+
+    def __init__(self, G: Generator, space: str, compile: bool) -> None:
+        lo, hi = G.output_range
+        self.G, self.space = G, space
+
+        def render(latent: Tensor, noise: list[Tensor] | None) -> Tensor:
+            return (G._native(latent, space, noise) - lo) / (hi - lo)
+
+        self.fn = torch.compile(render, dynamic=False) if compile else render
+
+    def __call__(self, latent: Tensor, noise: list[Tensor] | None) -> Tensor:
+        return self.fn(latent, noise)
+
+
+@torch.no_grad()
+def _initial_latents(G: Generator, targets: Tensor, s: OptimizeSettings, render: _Renderer,
+                     objective: Callable[[Tensor, Tensor], Tensor], stats: _Stats,
+                     gen: torch.Generator) -> Tensor:
+    """``[B·K, *shape]`` starting latents (row b·K + k is restart k of target b)."""
+    B, K = targets.shape[0], s.restarts
+    space = s.space
+    assert space is not None
+    shape = G.space(space).shape
+    kind, n_cand = _parse_init(s.init)
+
+    def random_latents(n: int) -> Tensor:
+        if space == "z":
+            return torch.randn((n, *shape), generator=gen).to(G.device)
+        z = torch.randn((n, *G.space("z").shape), generator=gen).to(G.device)
+        return G.convert(z, "z", space)
+
+    if kind == "best":
+        pool = random_latents(max(n_cand, K))
+        chunk = auto_batch_size(G, pool.shape[0])
+        images = torch.cat([render(c, None) for c in pool.split(chunk)])
+        scores = torch.empty(B, pool.shape[0], device=G.device)
+        for b in range(B):  # every candidate against target b (rendering is shared by all targets)
+            for start in range(0, pool.shape[0], chunk):
+                imgs = images[start:start + chunk]
+                scores[b, start:start + chunk] = objective(imgs, targets[b:b + 1].expand(imgs.shape[0],
+                                                                                         *targets.shape[1:]))
+        order = scores.argsort(dim=1)[:, :K]  # [B, K]
+        return pool[order.reshape(-1)]
+    if kind == "random":
+        return random_latents(B * K)
+    if kind == "tensor":
+        given = s.init
+        assert isinstance(given, Tensor)
+        given = G.space(space).check(given.to(G.device, torch.float32))
+        if given.shape[0] not in (1, B):
+            raise InputError(f"init latent has batch {given.shape[0]}; expected 1 or {B}")
+        start = given.expand(B, *shape)
+    else:
+        start = stats.mean.expand(B, *shape)
+    rows = start.repeat_interleave(K, dim=0).clone()
+    if K > 1:
+        extra = random_latents(B * K).view(B, K, *shape)
+        rows.view(B, K, *shape)[:, 1:] = extra[:, 1:]
+    return rows
+
+
+def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: OptimizeSettings, render: _Renderer,
+               loss_fn: CombinedLoss, op: Callable[[Tensor], Tensor], stats: _Stats, gen: torch.Generator,
+               callback: Callback | None) -> dict[str, Any]:
+    """Optimise one chunk of rows; returns best latents/noise/loss, steps run and the loss history."""
+    n = init.shape[0]
+    space = s.space
+    assert space is not None and s.lr is not None and s.noise_steps is not None
+    dev = init.device
+    latent = init.clone().requires_grad_(True)
+    noise: list[Tensor] | None = None
+    if s.noise != "fixed":
+        stored = G.stored_noise() if hasattr(G, "stored_noise") else [torch.randn(sh, generator=gen).to(dev)
+                                                                       for sh in G.noise_shapes]
+        noise = [m.detach().expand(n, *m.shape[1:]).clone().requires_grad_(True) for m in stored]
+        normalize_noise_(noise)
+    best_loss = torch.full((n,), math.inf, device=dev)
+    best_latent = init.clone()
+    best_noise = [m.detach().clone() for m in noise] if noise is not None else None
+    steps_run = torch.zeros(n, dtype=torch.long, device=dev)
+    history: dict[str, list[Tensor]] = {}
+    drop_rows = not s.compile and s.optimizer == "adam"
+
+    def objective(lat: Tensor, nz: list[Tensor] | None, target: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        img = render(lat, nz)
+        rec = loss_fn(op(img), target)
+        terms = dict(loss_fn.last_terms)
+        total = rec
+        if s.prior > 0:
+            pr = latent_prior(lat, space, mean=stats.mean, variance=stats.var, kind=s.z_prior)
+            terms["prior"] = pr.detach()
+            total = total + s.prior * pr
+        if nz is not None and s.noise_reg > 0:
+            nr = noise_regularization(nz)
+            terms["noise_reg"] = nr.detach()
+            total = total + s.noise_reg * nr
+        return total, terms, img
+
+    def phase(name: str, steps: int, opt_latent: bool, opt_noise: bool) -> None:
+        nonlocal best_loss
+        params: list[Tensor] = ([latent] if opt_latent else []) + (list(noise) if opt_noise and noise else [])
+        if not params:
+            return
+        if s.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
+        else:
+            opt = torch.optim.LBFGS(params, lr=s.lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        if not opt_latent:  # noise-only phase starts from the best latent found so far
+            with torch.no_grad():
+                latent.copy_(best_latent)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        since = torch.zeros(n, dtype=torch.long, device=dev)
+        min_steps = int(s.min_steps * steps)
+        use_noise = opt_latent and s.latent_noise > 0 and s.optimizer == "adam"
+        for t in range(steps):
+            progress = t / steps
+            lr = s.lr * learning_rate_factor(progress, s.lr_rampup, s.lr_rampdown) if s.optimizer == "adam" else s.lr
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = active.nonzero().squeeze(1) if drop_rows else torch.arange(n, device=dev)
+            if idx.numel() == 0:
+                break
+            scale = stats.total_std * s.latent_noise * max(0.0, 1.0 - progress / s.latent_noise_ramp) ** 2 \
+                if use_noise else 0.0
+            jitter = (torch.randn((idx.numel(), *latent.shape[1:]), generator=gen).to(dev) * scale
+                      if scale > 0 else None)
+            record: dict[str, Any] = {}
+
+            def closure() -> Tensor:
+                opt.zero_grad(set_to_none=True)
+                lat = latent[idx] if drop_rows else latent
+                if jitter is not None:
+                    lat = lat + jitter
+                nz = [m[idx] for m in noise] if (noise is not None and drop_rows) else noise
+                total, terms, img = objective(lat, nz, y[idx])
+                mask = active[idx].float()
+                (total * mask).sum().backward()
+                if "total" not in record:  # first evaluation of the step = the pre-update state
+                    record.update(total=total.detach(), terms=terms, img=img.detach(), lat=lat.detach(),
+                                  nz=[m.detach() for m in nz] if nz is not None else None)
+                return (total * mask).sum()
+
+            opt.step(closure)
+            total, terms = record["total"], record["terms"]
+            with torch.no_grad():
+                improved = total < best_loss[idx] * (1.0 - s.tol)
+                better = total < best_loss[idx]
+                rows_b = idx[better]
+                best_loss[rows_b] = total[better]
+                best_latent[rows_b] = record["lat"][better]
+                if best_noise is not None and record["nz"] is not None:
+                    for bn, m in zip(best_noise, record["nz"]):
+                        bn[rows_b] = m[better]
+                steps_run[idx[active[idx]]] += 1
+                since[idx] = torch.where(improved, 0, since[idx] + 1)
+                if s.patience is not None and t + 1 >= min_steps:
+                    active &= since < s.patience
+                if noise is not None and opt_noise:
+                    normalize_noise_(noise)
+                if s.stochastic_clip is not None and opt_latent:
+                    sub = latent[idx].detach().clone()
+                    stochastic_clip_(sub, s.stochastic_clip, gen)
+                    latent[idx] = sub
+                full = {"loss": total, **terms}
+                for key, val in full.items():
+                    row = history.setdefault(key, [])
+                    prev = row[-1] if row else torch.full((n,), math.nan, device=dev)
+                    cur = prev.clone()
+                    cur[idx] = val.detach().float()
+                    row.append(cur)
+            if callback is not None:
+                callback(t, InversionState(step=t, total_steps=steps, phase=name, rows=row_ids[idx],
+                                           latent=record["lat"], image=record["img"], loss=total, terms=terms,
+                                           active=active[idx].clone()))
+        # the state after the last update has not been scored yet
+        with torch.no_grad():
+            total, _, _ = objective(latent.detach(), [m.detach() for m in noise] if noise is not None else None, y)
+            better = total < best_loss
+            best_loss = torch.where(better, total, best_loss)
+            best_latent[better] = latent.detach()[better]
+            if best_noise is not None and noise is not None:
+                for bn, m in zip(best_noise, noise):
+                    bn[better] = m.detach()[better]
+
+    joint = s.noise == "joint"
+    phase("latent", s.steps, True, joint)
+    if s.noise == "after" and s.noise_steps > 0:
+        phase("noise", s.noise_steps, False, True)
+    return {"latent": best_latent, "noise": best_noise, "loss": best_loss, "steps": steps_run,
+            "history": {k: torch.stack(v) for k, v in history.items()}}
+
+
+def optimize(G: Generator, target: Tensor, physics: Any = None, settings: OptimizeSettings | None = None, *,
+             discriminator: nn.Module | None = None, callback: Callback | None = None) -> InversionResult:
+    """Invert ``target`` by optimisation (see module docstring).
+
+    Args:
+        G: a frozen-able :class:`~ganinv.generators.base.Generator`.
+        target: images ``[B, C, H, W]`` in [0, 1] when ``physics`` is None, else observations ``y``
+            ``[B, ...]`` that ``physics`` maps images onto.
+        physics: None (reconstruction), a callable ``A(x)``, or an object with ``.A`` (deepinv physics).
+        settings: :class:`OptimizeSettings` (defaults if None).
+        discriminator: needed by the ``dfeat`` loss term.
+        callback: ``callback(step, state)`` after every step (see :class:`InversionState`).
+    """
+    t0 = time.perf_counter()
+    s = _validate(G, settings or OptimizeSettings())
+    space = s.space
+    assert space is not None
+    op = _operator(physics)
+    with _FrozenGenerator(G):
+        y = _check_target(G, target, physics)
+        loss_fn = CombinedLoss.from_spec(s.loss, discriminator=discriminator).to(G.device)
+        B, K = y.shape[0], s.restarts
+        stats = latent_stats(G, space)
+        render = _Renderer(G, space, s.compile)
+        gen = torch.Generator().manual_seed(int(s.seed))
+        init = _initial_latents(G, y, s, render, lambda img, tgt: loss_fn(op(img), tgt), stats, gen)
+        y_rows = y.repeat_interleave(K, dim=0)
+        rows = B * K
+        chunk = s.batch_size or auto_batch_size(G, rows)
+        parts = []
+        for start in range(0, rows, chunk):
+            sl = slice(start, min(rows, start + chunk))
+            chunk_gen = torch.Generator().manual_seed(int(s.seed) * 1_000_003 + start)
+            parts.append(_run_chunk(G, y_rows[sl], init[sl], torch.arange(sl.start, sl.stop), s, render, loss_fn,
+                                    op, stats, chunk_gen, callback))
+        best_loss = torch.cat([p["loss"] for p in parts])
+        choice = best_loss.view(B, K).argmin(dim=1)
+        chosen = torch.arange(B, device=best_loss.device) * K + choice
+        latent = torch.cat([p["latent"] for p in parts])[chosen]
+        noise = None
+        if parts[0]["noise"] is not None:
+            noise = [torch.cat([p["noise"][i] for p in parts])[chosen] for i in range(len(parts[0]["noise"]))]
+        with torch.no_grad():
+            image = render(latent, noise)
+            metrics: dict[str, Tensor] = {"loss": best_loss[chosen].cpu(),
+                                          "steps": torch.cat([p["steps"] for p in parts])[chosen].cpu(),
+                                          "restart": choice.cpu()}
+            metrics["data_fit"] = (op(image) - y).flatten(1).square().mean(1).cpu()
+            if physics is None:
+                from ganinv import metrics as M
+
+                metrics["psnr"] = M.psnr(image, y).float().cpu()
+                metrics["ssim"] = M.ssim(image, y).float().cpu()
+        history: dict[str, list[list[float]]] = {}
+        keys = parts[0]["history"].keys()
+        for key in keys:
+            steps_hist = torch.cat([p["history"][key] for p in parts], dim=1)  # [T, rows]
+            history[key] = steps_hist[:, chosen.cpu() if steps_hist.device.type == "cpu" else chosen].tolist()
+    return InversionResult(latent=latent.detach(), space=space, image=G.to_display(image.detach()),
+                           noise=[m.detach() for m in noise] if noise is not None else None, metrics=metrics,
+                           history=history, method="optimize", seconds=time.perf_counter() - t0,
+                           settings=s.to_dict())
+
+
+__all__ = ["NOISE_MODES", "OPTIMIZERS", "PRESETS", "Callback", "OptimizeSettings", "auto_batch_size",
+           "latent_stats", "learning_rate_factor", "optimize"]
