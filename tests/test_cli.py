@@ -25,7 +25,7 @@ def run(*args: str):
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for cmd in ("models", "sample", "info", "demo", "train-gan", "train-classifier"):
+    for cmd in ("models", "sample", "info", "demo", "invert", "train-gan", "train-classifier"):
         assert cmd in result.output
 
 

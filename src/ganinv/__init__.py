@@ -8,6 +8,7 @@ from ganinv.inverters import InversionResult, OptimizeSettings, invert
 __version__ = "0.1.0"
 
 __all__ = [
-    "invert", "InversionResult", "OptimizeSettings", "Generator", "LatentSpace", "wrap", "WrappedGenerator", "StyleGAN2Generator", "DCGANGenerator",
+    "invert", "InversionResult", "OptimizeSettings", "Generator", "LatentSpace", "wrap", "WrappedGenerator",
+    "StyleGAN2Generator", "DCGANGenerator",
     "GaninvError", "CheckpointError", "InputError", "UnknownModelError", "__version__",
 ]

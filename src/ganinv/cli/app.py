@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ganinv.cli import demo, evaluate, info, models, sample, train
+from ganinv.cli import demo, evaluate, info, invert, models, sample, train
 from ganinv.cli.common import friendly_errors
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ for name, command in {
     "train-gan": train.train_gan,
     "train-classifier": train.train_classifier,
     "eval": evaluate.evaluate,
+    "invert": invert.invert,
 }.items():
     app.command(name)(friendly_errors(command))
 

@@ -115,8 +115,12 @@ class InversionResult:
 
     def select(self, index: int | slice | Tensor) -> InversionResult:
         """A result holding only the targets at ``index``."""
-        idx = torch.arange(len(self))[index] if not isinstance(index, Tensor) else index
-        idx = idx.reshape(-1)
+        idx = torch.arange(len(self))[index] if not isinstance(index, Tensor) else index.cpu()
+        if idx.dtype == torch.bool:
+            if idx.numel() != len(self):
+                raise ValueError(f"boolean mask of length {idx.numel()} for {len(self)} results")
+            idx = idx.nonzero().squeeze(1)
+        idx = idx.reshape(-1).long()
         hist = {k: [[row[int(j)] for j in idx] for row in v] for k, v in self.history.items()}
         return InversionResult(
             latent=self.latent[idx], space=self.space, image=self.image[idx],

@@ -26,12 +26,13 @@ from torch import Tensor, nn
 from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult, InversionState
+from ganinv.inverters.lbfgs import BatchedLBFGS
 from ganinv.losses import CombinedLoss
 from ganinv.losses.priors import PRIORS, latent_prior, noise_regularization, normalize_noise_, stochastic_clip_
 
 Callback = Callable[[int, InversionState], None]
 
-NOISE_MODES = ("fixed", "joint", "after")
+NOISE_MODES = ("auto", "fixed", "joint", "after")
 OPTIMIZERS = ("adam", "lbfgs")
 
 
@@ -42,29 +43,39 @@ class OptimizeSettings:
     Attributes:
         space: latent space to optimise (default: the generator's ``default_space``, W+ for StyleGAN2).
         steps: optimisation steps of the latent phase.
-        optimizer: ``"adam"`` or ``"lbfgs"`` (L-BFGS sums the batch's losses into one objective, so
-            rows are coupled through its line search; use batch size 1 for strictly per-sample runs).
-        lr: peak learning rate (default 0.1 for Adam, 1.0 for L-BFGS).
+        optimizer: ``"adam"`` or ``"lbfgs"`` (:class:`~ganinv.inverters.lbfgs.BatchedLBFGS`: every row
+            has its own curvature history and line search; ``lr`` is unused).
+        lr: peak Adam learning rate (default 0.2; the reference projectors use 0.1).
         loss: loss spec (``"mse=1,lpips=0.8"``) or mapping name → weight.
-        init: ``"mean"``, ``"random"``, ``"best-of-N"`` (score N random latents, start each target
+        init: ``"auto"`` (``"mean"`` in W/W+; ``"best-of-64"`` in z, whose mean z = 0 is an atypical
+            point where a generator's first layer may be switched off entirely), ``"mean"``,
+            ``"random"``, ``"best-of-N"`` (score N random latents, start each target
             from its best; with restarts, restart k starts from the k-th best) or a tensor
             ``[B or 1, *space shape]``.
         restarts: rows per target, optimised side by side; the best is kept. With ``init="mean"``
             or a given tensor, restart 0 starts there and the others from random latents.
         noise: StyleGAN2 noise maps: ``"fixed"`` (the model's stored maps), ``"joint"`` (optimised with
-            the latent, NVIDIA) or ``"after"`` (optimised after the latent, Image2StyleGAN++).
+            the latent, NVIDIA) or ``"after"`` (optimised after the latent, Image2StyleGAN++);
+            ``"auto"``: joint where the generator has noise maps, else fixed.
         noise_steps: steps of the ``"after"`` noise phase (default: ``steps // 2``).
         noise_reg: weight of the noise autocorrelation penalty (NVIDIA: 1e5).
+        noise_lr: peak Adam learning rate of the noise maps (default: ``lr``).
         prior: weight of the latent prior (see :func:`ganinv.losses.priors.latent_prior`).
         z_prior: ``"gaussian"`` or ``"shell"`` for the z space.
         stochastic_clip: z only: resample components beyond ± this many σ after each step (None: off).
+        polish_steps: per-row L-BFGS iterations after the latent phase, starting from each row's best
+            latent (noise maps too with ``noise="joint"``): superlinear convergence once in the right basin.
+        lbfgs_first_step: length of an L-BFGS row's first (steepest-descent) step, in latent units
+            (default: 0.1 × the latent distribution's total std).
         lr_rampup, lr_rampdown: fractions of the steps for the linear warm-up and cosine ramp-down.
         latent_noise: initial std of the noise added to the latent, as a fraction of the latent
             distribution's total std (NVIDIA: 0.05); it decays quadratically to 0 at
-            ``latent_noise_ramp`` of the steps. 0 turns it off.
+            ``latent_noise_ramp`` of the steps. 0 (the default) turns it off: on the bundled digits it
+            cost fidelity at every step budget we tried (docs/inversion.md).
         tol, patience: per-sample early stopping: a row stops once its best objective has not
             improved by a relative ``tol`` for ``patience`` steps (None: never), but not before
             ``min_steps`` (a fraction of ``steps``).
+        stop_loss: per-sample tolerance: a row stops as soon as its best objective is ≤ this value.
         batch_size: rows per optimisation batch (None: automatic, see :func:`auto_batch_size`).
         compile: run the generator through ``torch.compile`` (fixed batch shapes; stopped rows are
             masked instead of dropped).
@@ -72,24 +83,28 @@ class OptimizeSettings:
     """
 
     space: str | None = None
-    steps: int = 200
+    steps: int = 500
     optimizer: str = "adam"
     lr: float | None = None
     loss: str | Mapping[str, float] = "mse"
-    init: str | Tensor = "mean"
+    init: str | Tensor = "auto"
     restarts: int = 1
-    noise: str = "fixed"
+    noise: str = "auto"
     noise_steps: int | None = None
     noise_reg: float = 1e5
+    noise_lr: float | None = None
     prior: float = 0.0
     z_prior: str = "gaussian"
     stochastic_clip: float | None = None
+    polish_steps: int = 0
+    lbfgs_first_step: float | None = None
     lr_rampup: float = 0.05
     lr_rampdown: float = 0.25
-    latent_noise: float = 0.05
+    latent_noise: float = 0.0
     latent_noise_ramp: float = 0.75
     tol: float = 1e-3
     patience: int | None = None
+    stop_loss: float | None = None
     min_steps: float = 0.25
     batch_size: int | None = None
     compile: bool = False
@@ -198,7 +213,9 @@ def _check_target(G: Generator, target: Tensor, physics: Any) -> Tensor:
     return target.to(G.device, torch.float32)
 
 
-def _parse_init(init: str | Tensor) -> tuple[str, int]:
+def _parse_init(init: str | Tensor, space: str | None = None) -> tuple[str, int]:
+    if isinstance(init, str) and init == "auto":
+        return ("best", 64) if space == "z" else ("mean", 0)
     if isinstance(init, Tensor):
         return "tensor", 0
     if init in ("mean", "random"):
@@ -210,7 +227,7 @@ def _parse_init(init: str | Tensor) -> tuple[str, int]:
             n = 0
         if n >= 1:
             return "best", n
-    raise InputError(f"unknown init {init!r}; use mean, random, best-of-N (e.g. best-of-64) or a tensor")
+    raise InputError(f"unknown init {init!r}; use auto, mean, random, best-of-N (e.g. best-of-64) or a tensor")
 
 
 def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
@@ -220,6 +237,8 @@ def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
         raise InputError(f"unknown optimizer {s.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     if s.noise not in NOISE_MODES:
         raise InputError(f"unknown noise mode {s.noise!r}; choose from {', '.join(NOISE_MODES)}")
+    noise_mode = s.noise if s.noise != "auto" else ("joint" if G.noise_shapes else "fixed")
+    s = replace(s, noise=noise_mode)
     if s.noise != "fixed" and not G.noise_shapes:
         raise InputError(f"noise={s.noise!r} needs a generator with noise maps; {G.arch} has none")
     if s.z_prior not in PRIORS:
@@ -227,11 +246,27 @@ def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
     if s.stochastic_clip is not None and space != "z":
         raise InputError("stochastic clipping applies to the z space only")
     for name in ("steps", "restarts"):
-        if getattr(s, name) < 1:
-            raise InputError(f"{name} must be ≥ 1, got {getattr(s, name)}")
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
+    for name in ("noise_steps", "polish_steps", "patience"):
+        value = getattr(s, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InputError(f"{name} must be a whole number ≥ 0, got {value!r}")
+    for name in ("prior", "noise_reg", "latent_noise", "latent_noise_ramp", "tol", "lr_rampup", "lr_rampdown",
+                 "min_steps"):
+        value = getattr(s, name)
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise InputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    if s.latent_noise > 0 and s.latent_noise_ramp <= 0:
+        raise InputError("latent_noise_ramp must be > 0 when latent_noise is on")
+    for name in ("stop_loss", "noise_lr", "lbfgs_first_step", "stochastic_clip"):
+        value = getattr(s, name)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a positive number, got {value!r}")
     if s.batch_size is not None and s.batch_size < 1:
         raise InputError(f"batch size must be ≥ 1, got {s.batch_size}")
-    lr = s.lr if s.lr is not None else (0.1 if s.optimizer == "adam" else 1.0)
+    lr = s.lr if s.lr is not None else 0.2
     if not (lr > 0 and math.isfinite(lr)):
         raise InputError(f"learning rate must be a positive number, got {lr}")
     _parse_init(s.init)
@@ -264,7 +299,7 @@ def _initial_latents(G: Generator, targets: Tensor, s: OptimizeSettings, render:
     space = s.space
     assert space is not None
     shape = G.space(space).shape
-    kind, n_cand = _parse_init(s.init)
+    kind, n_cand = _parse_init(s.init, space)
 
     def random_latents(n: int) -> Tensor:
         if space == "z":
@@ -305,7 +340,13 @@ def _initial_latents(G: Generator, targets: Tensor, s: OptimizeSettings, render:
 def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: OptimizeSettings, render: _Renderer,
                loss_fn: CombinedLoss, op: Callable[[Tensor], Tensor], stats: _Stats, gen: torch.Generator,
                callback: Callback | None) -> dict[str, Any]:
-    """Optimise one chunk of rows; returns best latents/noise/loss, steps run and the loss history."""
+    """Optimise one chunk of rows; returns best latents/noise/loss, steps run and the loss history.
+
+    Every row keeps the best state it has been scored at. With latent noise the score of a step is
+    that of the jittered latent, so at the end of each phase the kept states and the final ones are
+    re-scored without jitter and the better of the two is kept. A row that stops early is reset to its
+    best state and frozen, so its result does not depend on how long the rest of the batch runs.
+    """
     n = init.shape[0]
     space = s.space
     assert space is not None and s.lr is not None and s.noise_steps is not None
@@ -322,9 +363,10 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
     best_noise = [m.detach().clone() for m in noise] if noise is not None else None
     steps_run = torch.zeros(n, dtype=torch.long, device=dev)
     history: dict[str, list[Tensor]] = {}
-    drop_rows = not s.compile and s.optimizer == "adam"
+    drop_rows = not s.compile
 
-    def objective(lat: Tensor, nz: list[Tensor] | None, target: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    def objective(lat: Tensor, nz: list[Tensor] | None, target: Tensor,
+                  reg_noise: bool) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         img = render(lat, nz)
         rec = loss_fn(op(img), target)
         terms = dict(loss_fn.last_terms)
@@ -333,77 +375,135 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
             pr = latent_prior(lat, space, mean=stats.mean, variance=stats.var, kind=s.z_prior)
             terms["prior"] = pr.detach()
             total = total + s.prior * pr
-        if nz is not None and s.noise_reg > 0:
+        if reg_noise and nz is not None and s.noise_reg > 0:  # only while the maps are being optimised
             nr = noise_regularization(nz)
             terms["noise_reg"] = nr.detach()
             total = total + s.noise_reg * nr
         return total, terms, img
 
-    def phase(name: str, steps: int, opt_latent: bool, opt_noise: bool) -> None:
+    def restore(rows: Tensor) -> None:
+        """Put ``rows`` back to their best state (latent and noise maps)."""
+        with torch.no_grad():
+            latent[rows] = best_latent[rows]
+            if noise is not None and best_noise is not None:
+                for m, bn in zip(noise, best_noise):
+                    m[rows] = bn[rows]
+
+    @torch.no_grad()
+    def rescore(reg_noise: bool) -> None:
+        """Score the kept best states and the current states without jitter; keep the better per row."""
         nonlocal best_loss
+        cur_nz = [m.detach().clone() for m in noise] if noise is not None else None
+        cur_total, _, _ = objective(latent.detach(), cur_nz, y, reg_noise)
+        kept_total, _, _ = objective(best_latent, best_noise, y, reg_noise)
+        better = cur_total < kept_total
+        best_loss = torch.where(better, cur_total, kept_total)
+        best_latent[better] = latent.detach()[better]
+        if best_noise is not None and cur_nz is not None:
+            for bn, m in zip(best_noise, cur_nz):
+                bn[better] = m[better]
+
+    def phase(name: str, steps: int, opt_latent: bool, opt_noise: bool, optimizer: str, from_best: bool) -> None:
         params: list[Tensor] = ([latent] if opt_latent else []) + (list(noise) if opt_noise and noise else [])
         if not params:
             return
-        if s.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=s.lr, betas=(0.9, 0.999))
+        if from_best:  # later phases continue from the best state found so far, scored the new way
+            restore(torch.arange(n, device=dev))
+            rescore(opt_noise)
+        rows_drop = drop_rows and optimizer == "adam"
+        lbfgs: BatchedLBFGS | None = None
+        opt: torch.optim.Optimizer | None = None
+        record: dict[str, Any] = {}
+        if optimizer == "adam":
+            groups = [{"params": [latent], "base_lr": s.lr}] if opt_latent else []
+            if opt_noise and noise:
+                groups.append({"params": list(noise), "base_lr": s.noise_lr if s.noise_lr is not None else s.lr})
+            opt = torch.optim.Adam(groups, lr=s.lr, betas=(0.9, 0.999))
         else:
-            opt = torch.optim.LBFGS(params, lr=s.lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
-        if not opt_latent:  # noise-only phase starts from the best latent found so far
-            with torch.no_grad():
-                latent.copy_(best_latent)
+            shapes = [p.shape[1:] for p in params]
+            sizes = [math.prod(sh) for sh in shapes]
+
+            def unpack(x: Tensor) -> list[Tensor]:
+                return [part.reshape(x.shape[0], *sh) for part, sh in zip(x.split(sizes, dim=1), shapes)]
+
+            def fn(x: Tensor, rows: Tensor) -> Tensor:
+                parts = unpack(x)
+                lat = parts.pop(0) if opt_latent else latent[rows].detach()
+                if noise is None:
+                    nz = None
+                else:
+                    nz = parts if opt_noise else [m[rows].detach() for m in noise]
+                total, terms, img = objective(lat, nz, y[rows], opt_noise)
+                if x.requires_grad:  # the gradient evaluation = the pre-update state
+                    record.update(total=total.detach(), terms=terms, img=img.detach(), lat=lat.detach().clone(),
+                                  param=lat.detach().clone(),
+                                  nz=[m.detach().clone() for m in nz] if nz is not None else None)
+                return total
+
+            first = (s.lbfgs_first_step if s.lbfgs_first_step is not None else 0.1 * stats.total_std)
+            lbfgs = BatchedLBFGS(torch.cat([p.detach().flatten(1) for p in params], dim=1), fn, first_step=first)
         active = torch.ones(n, dtype=torch.bool, device=dev)
         since = torch.zeros(n, dtype=torch.long, device=dev)
         min_steps = int(s.min_steps * steps)
-        use_noise = opt_latent and s.latent_noise > 0 and s.optimizer == "adam"
+        use_noise = opt_latent and s.latent_noise > 0 and s.latent_noise_ramp > 0 and optimizer == "adam"
         for t in range(steps):
             progress = t / steps
-            lr = s.lr * learning_rate_factor(progress, s.lr_rampup, s.lr_rampdown) if s.optimizer == "adam" else s.lr
-            for group in opt.param_groups:
-                group["lr"] = lr
-            idx = active.nonzero().squeeze(1) if drop_rows else torch.arange(n, device=dev)
+            idx = active.nonzero().squeeze(1) if (rows_drop or lbfgs is not None) else torch.arange(n, device=dev)
             if idx.numel() == 0:
                 break
-            scale = stats.total_std * s.latent_noise * max(0.0, 1.0 - progress / s.latent_noise_ramp) ** 2 \
-                if use_noise else 0.0
-            jitter = (torch.randn((idx.numel(), *latent.shape[1:]), generator=gen).to(dev) * scale
-                      if scale > 0 else None)
-            record: dict[str, Any] = {}
-
-            def closure() -> Tensor:
+            record.clear()
+            if lbfgs is not None:
+                lbfgs.step(active)
+                with torch.no_grad():
+                    for p, part in zip(params, lbfgs.x.split([math.prod(p.shape[1:]) for p in params], dim=1)):
+                        p.copy_(part.view_as(p))
+            else:
+                assert opt is not None
+                factor = learning_rate_factor(progress, s.lr_rampup, s.lr_rampdown)
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+                scale = stats.total_std * s.latent_noise * max(0.0, 1.0 - progress / s.latent_noise_ramp) ** 2 \
+                    if use_noise else 0.0
+                jitter = (torch.randn((idx.numel(), *latent.shape[1:]), generator=gen).to(dev) * scale
+                          if scale > 0 else None)
                 opt.zero_grad(set_to_none=True)
-                lat = latent[idx] if drop_rows else latent
-                if jitter is not None:
-                    lat = lat + jitter
-                nz = [m[idx] for m in noise] if (noise is not None and drop_rows) else noise
-                total, terms, img = objective(lat, nz, y[idx])
-                mask = active[idx].float()
-                (total * mask).sum().backward()
-                if "total" not in record:  # first evaluation of the step = the pre-update state
-                    record.update(total=total.detach(), terms=terms, img=img.detach(), lat=lat.detach(),
-                                  nz=[m.detach() for m in nz] if nz is not None else None)
-                return (total * mask).sum()
-
-            opt.step(closure)
+                param = latent[idx] if rows_drop else latent
+                lat = param + jitter if jitter is not None else param
+                nz = [m[idx] for m in noise] if (noise is not None and rows_drop) else noise
+                total, terms, img = objective(lat, nz, y[idx], opt_noise)
+                (total * active[idx].float()).sum().backward()
+                record.update(total=total.detach(), terms=terms, img=img.detach(), lat=lat.detach().clone(),
+                              param=param.detach().clone(),
+                              nz=[m.detach().clone() for m in nz] if nz is not None else None)
+                opt.step()
             total, terms = record["total"], record["terms"]
             with torch.no_grad():
+                was_active = active.clone()
                 improved = total < best_loss[idx] * (1.0 - s.tol)
-                better = total < best_loss[idx]
+                better = (total < best_loss[idx]) & was_active[idx]
                 rows_b = idx[better]
                 best_loss[rows_b] = total[better]
-                best_latent[rows_b] = record["lat"][better]
+                best_latent[rows_b] = record["param"][better]
                 if best_noise is not None and record["nz"] is not None:
                     for bn, m in zip(best_noise, record["nz"]):
                         bn[rows_b] = m[better]
-                steps_run[idx[active[idx]]] += 1
+                steps_run[idx[was_active[idx]]] += 1
                 since[idx] = torch.where(improved, 0, since[idx] + 1)
                 if s.patience is not None and t + 1 >= min_steps:
                     active &= since < s.patience
-                if noise is not None and opt_noise:
+                if s.stop_loss is not None:
+                    active &= best_loss > s.stop_loss
+                if noise is not None and opt_noise and lbfgs is None:  # L-BFGS keeps its own iterates
                     normalize_noise_(noise)
                 if s.stochastic_clip is not None and opt_latent:
                     sub = latent[idx].detach().clone()
                     stochastic_clip_(sub, s.stochastic_clip, gen)
                     latent[idx] = sub
+                stopped = (~active).nonzero().squeeze(1)
+                if stopped.numel():  # frozen at their best (Adam's momentum would move them on)
+                    restore(stopped)
+                if lbfgs is not None:
+                    lbfgs.x = torch.cat([p.detach().flatten(1) for p in params], dim=1)
                 full = {"loss": total, **terms}
                 for key, val in full.items():
                     row = history.setdefault(key, [])
@@ -412,25 +512,24 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
                     cur[idx] = val.detach().float()
                     row.append(cur)
             if callback is not None:
-                callback(t, InversionState(step=t, total_steps=steps, phase=name, rows=row_ids[idx],
+                callback(t, InversionState(step=t, total_steps=steps, phase=name, rows=row_ids[idx.cpu()],
                                            latent=record["lat"], image=record["img"], loss=total, terms=terms,
                                            active=active[idx].clone()))
-        # the state after the last update has not been scored yet
-        with torch.no_grad():
-            total, _, _ = objective(latent.detach(), [m.detach() for m in noise] if noise is not None else None, y)
-            better = total < best_loss
-            best_loss = torch.where(better, total, best_loss)
-            best_latent[better] = latent.detach()[better]
-            if best_noise is not None and noise is not None:
-                for bn, m in zip(best_noise, noise):
-                    bn[better] = m.detach()[better]
+        rescore(opt_noise)
 
     joint = s.noise == "joint"
-    phase("latent", s.steps, True, joint)
+    phase("latent", s.steps, True, joint, s.optimizer, from_best=False)
+    if s.polish_steps > 0:
+        phase("polish", s.polish_steps, True, joint, "lbfgs", from_best=True)
     if s.noise == "after" and s.noise_steps > 0:
-        phase("noise", s.noise_steps, False, True)
+        phase("noise", s.noise_steps, False, True, s.optimizer, from_best=True)
+    length = max((len(v) for v in history.values()), default=0)
+    padded = {}
+    for key, rows in history.items():  # a term may start in a later phase: pad its front with NaN
+        front = [torch.full((n,), math.nan, device=dev)] * (length - len(rows))
+        padded[key] = torch.stack(front + rows) if length else torch.empty(0, n, device=dev)
     return {"latent": best_latent, "noise": best_noise, "loss": best_loss, "steps": steps_run,
-            "history": {k: torch.stack(v) for k, v in history.items()}}
+            "history": padded, "length": length}
 
 
 def optimize(G: Generator, target: Tensor, physics: Any = None, settings: OptimizeSettings | None = None, *,
@@ -487,9 +586,18 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                 metrics["psnr"] = M.psnr(image, y).float().cpu()
                 metrics["ssim"] = M.ssim(image, y).float().cpu()
         history: dict[str, list[list[float]]] = {}
-        keys = parts[0]["history"].keys()
+        keys = list(dict.fromkeys(k for p in parts for k in p["history"]))
+        length = max(p["length"] for p in parts)
         for key in keys:
-            steps_hist = torch.cat([p["history"][key] for p in parts], dim=1)  # [T, rows]
+            blocks = []
+            for p in parts:  # chunks that stopped early are padded with their last values
+                h = p["history"].get(key)
+                if h is None or h.shape[0] == 0:
+                    h = torch.full((length, p["loss"].shape[0]), math.nan, device=p["loss"].device)
+                elif h.shape[0] < length:
+                    h = torch.cat([h, h[-1:].expand(length - h.shape[0], -1)])
+                blocks.append(h)
+            steps_hist = torch.cat(blocks, dim=1)  # [T, rows]
             history[key] = steps_hist[:, chosen.cpu() if steps_hist.device.type == "cpu" else chosen].tolist()
     return InversionResult(latent=latent.detach(), space=space, image=G.to_display(image.detach()),
                            noise=[m.detach() for m in noise] if noise is not None else None, metrics=metrics,

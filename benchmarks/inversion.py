@@ -1,0 +1,260 @@
+"""Inversion benchmark: exact recovery, real held-out digits against reference schedules, throughput.
+
+Writes ``benchmarks/results/inversion.json``, ``docs/inversion.md`` and the README's table between
+``<!-- inversion-table -->`` markers. Everything runs in one process on one machine, so the time
+ratios compare like with like.
+
+1. **Exact recovery** (the physical limit): targets G(random latent) for each bundled model,
+   inverted with the recovery recipe (best-of-256 start, per-row L-BFGS, 2 restarts, stop at
+   MSE 1e-5); the fraction reconstructed to PSNR ≥ 40 dB.
+2. **Held-out real digits** (``ganinv.data.heldout_subset(200)``), ``mnist-stylegan2``:
+   (a) NVIDIA's projector schedule (W, 1000 steps, batch 1, MSE since LPIPS weights are not
+   available offline), (b) rosinality's W+ projector (1000 steps, batch 1), (c) ganinv's defaults
+   (batched). (a)/(b) cost ~1000 sequential steps per image, so ``--baseline-images`` may run them
+   on the first N of the 200 (spread over classes); (c) is then reported on the same images too.
+3. **Throughput**: inversion image-steps/s against batch size, eager and ``torch.compile``d, and
+   the FLOP/s that implies as a fraction of this machine's fp32 matmul FLOP/s measured here.
+
+Run: ``python benchmarks/inversion.py [--recovery-targets 256] [--baseline-images 200] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganinv import invert, zoo
+from ganinv.data import heldout_subset
+from ganinv.generators.base import Generator
+from ganinv.inverters.optimize import OptimizeSettings
+from ganinv.metrics import class_preservation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The exact-recovery recipe (see module docstring).
+RECOVERY = {"optimizer": "lbfgs", "steps": 300, "init": "best-of-256", "restarts": 2, "stop_loss": 1e-5,
+            "noise": "fixed"}
+
+
+def exact_recovery(name: str, n: int, seed: int = 2026) -> dict[str, Any]:
+    G = zoo.load(name)
+    space = "w" if "w" in G.latent_spaces else "z"
+    with torch.no_grad():
+        latents = G.sample_latent(n, space, seed=seed)
+        targets = G.to_display(G.synthesize(latents, space))
+    t0 = time.perf_counter()
+    r = invert(G, targets, space=space, **RECOVERY)
+    seconds = time.perf_counter() - t0
+    p = r.metrics["psnr"]
+    return {"model": name, "space": space, "targets": n, "recovered_40db": float((p >= 40).float().mean()),
+            "median_psnr": float(p.median()), "min_psnr": float(p.min()), "seconds": seconds,
+            "seconds_per_image": seconds / n, "settings": RECOVERY}
+
+
+def real_digits(G: Generator, images: torch.Tensor, labels: torch.Tensor, classifier: torch.nn.Module,
+                label: str, **options: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = invert(G, images, **options)
+    seconds = time.perf_counter() - t0
+    kept = class_preservation(classifier, images, r.image)
+    return {"method": label, "images": len(images), "psnr": float(r.metrics["psnr"].mean()),
+            "ssim": float(r.metrics["ssim"].mean()), "class_kept": float(kept.float().mean()),
+            "seconds_per_image": seconds / len(images), "seconds": seconds,
+            "steps_mean": float(r.metrics["steps"].float().mean()), "settings": r.settings,
+            "per_image_psnr": [round(float(v), 3) for v in r.metrics["psnr"]]}
+
+
+def _spread(n: int, total: int) -> torch.Tensor:
+    """``n`` indices spread evenly over ``total`` (the held-out subset is ordered by class)."""
+    return torch.linspace(0, total - 1, n).round().long()
+
+
+def step_rate(G: Generator, batch: int, compiled: bool, seconds: float) -> float:
+    """Image-steps/s of the default inversion (a fixed batch, early stopping off)."""
+    target = G.sample(batch, seed=1)
+    steps = 5
+    settings = {"steps": steps, "batch_size": batch, "compile": compiled, "latent_noise": 0.0}
+    invert(G, target, **settings)  # warm-up (and compilation)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        invert(G, target, **{**settings, "steps": 20})
+        done += 20 * batch
+    return done / (time.perf_counter() - t0)
+
+
+def flops_per_image_step(G: Generator) -> float:
+    """FLOPs of one default inversion step (forward + backward) per image, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    s = OptimizeSettings()
+    space = s.space or G.default_space
+    lat = G.mean_latent(space).repeat(8, *([1] * (G.mean_latent(space).dim() - 1))).requires_grad_(True)
+    target = G.sample(8, seed=1)
+    with FlopCounterMode(display=False) as counter:
+        loss = (G.synthesize(lat, space) - target).square().mean()
+        loss.backward()
+    return counter.get_total_flops() / 8
+
+
+def matmul_flops(seconds: float = 2.0, n: int = 1024) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        done += 1
+    return 2 * n ** 3 * done / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recovery-targets", type=int, default=256)
+    ap.add_argument("--heldout", type=int, default=200)
+    ap.add_argument("--baseline-images", type=int, default=200, help="images for the batch-1 references (a), (b)")
+    ap.add_argument("--batches", default="1,8,32,64,128")
+    ap.add_argument("--compiled-batches", default="1,32,64", help="batch sizes also timed with torch.compile")
+    ap.add_argument("--seconds", type=float, default=5.0, help="timing window per throughput point")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: recovery,real,throughput")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    skip = set(filter(None, args.skip.split(",")))
+    out_json = ROOT / "benchmarks" / "results" / "inversion.json"
+    results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
+    results["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "platform": platform.platform()}
+    results["defaults"] = OptimizeSettings().to_dict()
+
+    if "recovery" not in skip:
+        results["recovery"] = []
+        for name in ("mnist-dcgan", "mnist-stylegan2"):
+            r = exact_recovery(name, args.recovery_targets)
+            print(f"recovery {name}: {r['recovered_40db']:.1%} ≥ 40 dB, median {r['median_psnr']:.1f} dB, "
+                  f"{r['seconds_per_image']:.2f} s/image", flush=True)
+            results["recovery"].append(r)
+
+    if "real" not in skip:
+        G = zoo.load("mnist-stylegan2")
+        classifier = zoo.load_classifier()
+        images, labels = heldout_subset(args.heldout)
+        sub = _spread(min(args.baseline_images, len(images)), len(images))
+        rows = [real_digits(G, images[sub], labels[sub], classifier, "(a) NVIDIA projector schedule (W)",
+                            preset="nvidia", loss="mse", batch_size=1),
+                real_digits(G, images[sub], labels[sub], classifier, "(b) rosinality projector (W+)",
+                            preset="rosinality", loss="mse", batch_size=1),
+                real_digits(G, images[sub], labels[sub], classifier, "(c) ganinv defaults")]
+        if len(sub) < len(images):
+            rows.append(real_digits(G, images, labels, classifier, f"(c) ganinv defaults, all {len(images)}"))
+        for r in rows:
+            print(f"{r['method']}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.3f}  class kept {r['class_kept']:.1%}  "
+                  f"{r['seconds_per_image']:.2f} s/image", flush=True)
+        results["real"] = {"images": len(images), "baseline_images": len(sub), "rows": rows,
+                           "speedup_c_vs_b": rows[1]["seconds_per_image"] / rows[2]["seconds_per_image"]}
+
+    if "throughput" not in skip:
+        G = zoo.load("mnist-stylegan2")
+        per_image = flops_per_image_step(G)
+        peak = matmul_flops()
+        points = []
+        compiled_set = {int(b) for b in args.compiled_batches.split(",") if b}
+        for b in (int(v) for v in args.batches.split(",")):
+            for compiled in (False, True):
+                if compiled and b not in compiled_set:
+                    continue
+                t0 = time.perf_counter()
+                rate = step_rate(G, b, compiled, args.seconds)
+                points.append({"batch": b, "compiled": compiled, "image_steps_per_s": rate,
+                               "flops_per_s": rate * per_image, "fraction_of_matmul": rate * per_image / peak,
+                               "wall_s": time.perf_counter() - t0})
+                print(f"batch {b:4d} {'compiled' if compiled else 'eager   '}: {rate:7.1f} image-steps/s "
+                      f"({rate * per_image / peak:.1%} of matmul peak)", flush=True)
+        results["throughput"] = {"model": "mnist-stylegan2", "space": G.default_space,
+                                 "flops_per_image_step": per_image, "matmul_flops_per_s": peak, "points": points}
+
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "docs" / "inversion.md").write_text(render(results))
+    update_readme(results)
+    print(f"wrote {out_json}, docs/inversion.md and the README's inversion table")
+
+
+def readme_table(r: dict) -> str:
+    lines = []
+    if "real" in r:
+        lines += ["| held-out digits, `mnist-stylegan2` | images | PSNR | SSIM | class kept | s / image |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["real"]["rows"]:
+            lines.append(f"| {row['method']} | {row['images']} | {row['psnr']:.2f} | {row['ssim']:.3f} | "
+                         f"{row['class_kept']:.1%} | {row['seconds_per_image']:.2f} |")
+        lines.append("")
+        lines.append(f"ganinv's defaults take {r['real']['speedup_c_vs_b']:.1f}× less time per image than (b).")
+    if "recovery" in r:
+        lines += ["", "| exact recovery | space | targets | ≥ 40 dB | median PSNR | s / image |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["recovery"]:
+            lines.append(f"| `{row['model']}` | {row['space']} | {row['targets']} | {row['recovered_40db']:.1%} | "
+                         f"{row['median_psnr']:.1f} | {row['seconds_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def update_readme(r: dict) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- inversion-table -->", "<!-- /inversion-table -->"
+    if start not in text:
+        return
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else rest
+    readme.write_text(f"{head}{start}\n{readme_table(r)}\n{end}{tail}")
+
+
+def render(r: dict) -> str:
+    m = r["machine"]
+    lines = ["# Inversion benchmark", "",
+             f"Generated by `python benchmarks/inversion.py` in one process (torch {m['torch']}, "
+             f"{m['cpu_threads']} threads, {m['platform']}). Times are wall-clock on a shared 2-core machine: "
+             "compare rows with each other, not with other machines.", ""]
+    if "real" in r:
+        rr = r["real"]
+        lines += ["## Held-out real digits (`mnist-stylegan2`)", "",
+                  f"The fixed {rr['images']} held-out digits of `ganinv.data.heldout_subset`; (a) and (b) ran on "
+                  f"{rr['baseline_images']} of them (evenly spread over the classes, batch 1, as the reference "
+                  "projectors run), (c) on the same images and on all of them. Class kept = the bundled classifier "
+                  "gives the reconstruction the class it gives the input.", "",
+                  readme_table({"real": rr}), ""]
+        d = r["defaults"]
+        lines += [f"ganinv's defaults: space {d['space'] or 'default (W+)'}, {d['steps']} Adam steps, lr {d['lr']}, "
+                  f"noise maps `{d['noise']}`, latent noise {d['latent_noise']}, loss `{d['loss']}`, "
+                  "automatic batch size.", ""]
+    if "recovery" in r:
+        lines += ["## Exact recovery", "",
+                  "Targets are the generator's own images of random latents (W for StyleGAN2, z for the DCGAN); a "
+                  "target counts as recovered at PSNR ≥ 40 dB. Recipe: "
+                  f"`{json.dumps(r['recovery'][0]['settings'])}`.", "",
+                  readme_table({"recovery": r["recovery"]}).strip(), ""]
+    if "throughput" in r:
+        t = r["throughput"]
+        lines += ["## Throughput", "",
+                  f"One step = forward + backward to the {t['space']} latent of `{t['model']}` "
+                  f"({t['flops_per_image_step'] / 1e6:.1f} MFLOP per image-step, counted by "
+                  "`torch.utils.flop_counter`); this machine's fp32 matmul (1024²) ran at "
+                  f"{t['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s in the same run.", "",
+                  "| batch | mode | image-steps/s | GFLOP/s | of matmul peak |", "|---|---|---|---|---|"]
+        for p in t["points"]:
+            lines.append(f"| {p['batch']} | {'compiled' if p['compiled'] else 'eager'} | "
+                         f"{p['image_steps_per_s']:.1f} | {p['flops_per_s'] / 1e9:.2f} | "
+                         f"{p['fraction_of_matmul']:.1%} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

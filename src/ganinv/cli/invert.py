@@ -1,0 +1,539 @@
+"""``ganinv invert``: images → latent codes, reconstructions, metrics and figures, in one batched engine call.
+
+The command is a thin layer over :func:`ganinv.inverters.invert`. Its core, :func:`run_inversion`, is shared
+with ``ganinv demo``: it takes loaded targets, runs the engine once with a progress bar, and writes
+
+- ``DIR/<stem>.png`` (reconstruction) and ``DIR/<stem>.npz`` (latent: ``w`` ``[1, num_ws, w_dim]`` or
+  ``z`` ``[1, z_dim]``) per image,
+- ``DIR/summary.json`` (one record per image, the settings used, the failures),
+- ``DIR/comparison.png`` (target | reconstruction | error) and ``DIR/loss.png`` (loss curves),
+- optionally a video of the optimisation.
+
+Only options the user gives are passed on, so the engine's defaults (or a ``--preset``) apply otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ganinv.cli.common import (
+    GeneratorOpt,
+    ImageShapeOpt,
+    LatentDimOpt,
+    ModelOpt,
+    OutputRangeOpt,
+    WeightsOpt,
+    console,
+    out,
+    resolve_device,
+    resolve_generator,
+)
+from ganinv.errors import GaninvError, InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+    from ganinv.generators.base import Generator
+    from ganinv.inverters.base import InversionResult
+
+#: Names of the files written next to the per-image outputs; an input with such a stem gets a suffix.
+RESERVED_STEMS = frozenset({"comparison", "loss", "summary"})
+#: At most this many images are shown in the video and in comparison.png (all are inverted and saved).
+VIDEO_MAX_IMAGES = 64
+COMPARISON_MAX_IMAGES = 100
+#: Roughly this many video frames per optimisation phase.
+VIDEO_FRAMES = 60
+
+
+@dataclass
+class Target:
+    """One image to invert: where it came from, its output stem, the tensor ``[C, H, W]`` and load notes."""
+
+    source: str
+    stem: str
+    image: Tensor
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InvertOutcome:
+    """What :func:`run_inversion` did: the engine result, per-image records and the files written."""
+
+    result: InversionResult
+    records: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    out_dir: Path
+    files: dict[str, str]
+
+
+@dataclass
+class _Plan:
+    """The effective schedule (engine defaults ← preset ← user options), for the progress bar and video."""
+
+    steps: int
+    extra_steps: int
+    restarts: int
+    chunks: int
+
+    @property
+    def per_chunk(self) -> int:
+        return self.steps + self.extra_steps
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------
+
+def unique_stems(paths: list[Path], out_dir: Path) -> list[str]:
+    """One output stem per input, never two alike (case-insensitively: ``x``, ``x-1``, ``x-2``), never one of
+    :data:`RESERVED_STEMS`, and never one whose ``.png``/``.npz`` in ``out_dir`` would overwrite an input file."""
+    inputs = {p.resolve() for p in paths}
+    used = set(RESERVED_STEMS)
+    out_dir = out_dir.resolve() if out_dir.exists() else out_dir.absolute()
+
+    def free(stem: str) -> bool:
+        return stem.lower() not in used and all((out_dir / f"{stem}{ext}").resolve() not in inputs
+                                                for ext in (".png", ".npz"))
+
+    stems = []
+    for p in paths:
+        base = p.stem or "image"
+        stem, k = base, 0
+        while not free(stem):
+            k += 1
+            stem = f"{base}-{k}"
+        used.add(stem.lower())
+        stems.append(stem)
+    return stems
+
+
+def load_targets(paths: list[Path], G: Generator, out_dir: Path) -> tuple[list[Target], list[dict[str, str]]]:
+    """Read every file as a target for ``G``; print each file's conversion notes once; unreadable files
+    become failures ``{"input", "error"}`` (reported, not raised)."""
+    from ganinv.io import load_target
+
+    names = [p.name for p in paths]
+    targets: list[Target] = []
+    failures: list[dict[str, str]] = []
+    stems = unique_stems(paths, out_dir)
+    for path, stem in zip(paths, stems, strict=True):
+        label = path.name if names.count(path.name) == 1 else str(path)
+        try:
+            image, notes = load_target(path, G.channels, G.resolution)
+        except GaninvError as exc:
+            failures.append({"input": str(path), "error": str(exc)})
+            console.print(f"[yellow]skipped:[/] {escape(str(exc))}")
+            continue
+        if notes:
+            console.print(f"{escape(label)}: {escape('; '.join(notes))}")
+        if stem != path.stem:
+            console.print(f"{escape(label)}: saved as {escape(stem)}.png/.npz (name already taken)")
+        targets.append(Target(str(path), stem, image, notes))
+    return targets, failures
+
+
+def check_square(G: Generator) -> None:
+    """Inputs are read as square images; a generator with non-square output cannot be inverted from files."""
+    c, h, w = G.image_shape
+    if h != w:
+        raise InputError(f"this generator outputs {w}×{h} images; `ganinv invert` reads images as squares, so it "
+                         "needs a generator with square output")
+
+
+def check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
+
+
+def check_video_path(video: Path | None) -> None:
+    if video is None:
+        return
+    suffix = video.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise InputError(f"cannot write video '{video.name}': use a .gif (or .mp4) file name")
+    if video.exists() and video.is_dir():
+        raise InputError(f"--video {video} is a folder; give a file name ending in .gif or .mp4")
+    if suffix == ".mp4":
+        from ganinv.io import _mp4_backend
+
+        if _mp4_backend() is None:
+            raise InputError(f"cannot write {video.name}: MP4 needs imageio with an ffmpeg backend (imageio-ffmpeg "
+                             "or av), which is not installed; use a .gif file name instead")
+
+
+def check_loss(loss: str | None) -> list[str]:
+    """Parse ``--loss`` early (clear error before anything runs); LPIPS terms need their backbone weights."""
+    if loss is None:
+        return []
+    from ganinv.errors import MissingWeightsError
+    from ganinv.losses import lpips_available, missing_weights_message, parse_loss_spec
+
+    names = [name for name, weight in parse_loss_spec(loss).items() if weight > 0]
+    for name in names:
+        if name.startswith("lpips"):
+            net = "alex" if name == "lpips_alex" else "vgg"
+            if not lpips_available(net):
+                raise MissingWeightsError(missing_weights_message(net))
+    return names
+
+
+def load_discriminator_for(model: str | None, generator: str | None) -> nn.Module | None:
+    """The discriminator shipped with a bundled model or a ganinv model folder (for the ``dfeat`` loss), else None."""
+    from ganinv import zoo
+    from ganinv.modelfile import load_pretrained, read_config
+
+    if generator:
+        return None
+    name = model or zoo.DEFAULT_MODEL
+    if name in zoo.available():
+        return zoo.load_discriminator(name)
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        try:
+            if "discriminator" in read_config(folder):
+                return load_pretrained(folder, weights_name="discriminator.safetensors", config_key="discriminator")
+        except GaninvError:
+            return None
+    return None
+
+
+def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str | None) -> _Plan:
+    """The effective settings the engine will use (its defaults, then ``preset``, then ``options``), checked
+    early for the mistakes a user makes most (unknown preset, a space or noise maps the generator lacks)."""
+    from ganinv.inverters.optimize import PRESETS, OptimizeSettings, auto_batch_size
+
+    merged = dict(options)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
+        merged = {**PRESETS[preset], **options}
+    s = replace(OptimizeSettings(), **merged)
+    space = s.space or G.default_space
+    if preset is not None and "space" not in options and space not in G.latent_spaces:
+        raise InputError(f"preset {preset!r} inverts in {space!r}, which the {G.arch} generator does not have "
+                         f"(it has: {', '.join(G.latent_spaces)}); add --space {G.default_space}")
+    G.space(space)
+    if s.noise in ("joint", "after") and not G.noise_shapes:
+        hint = "; add --noise fixed" if preset is not None and "noise" not in options else ""
+        why = f"preset {preset!r} optimises noise maps" if hint else f"--noise {s.noise} optimises noise maps"
+        raise InputError(f"{why}, which the {G.arch} generator does not have{hint}")
+    for name in ("steps", "restarts"):
+        if getattr(s, name) < 1:
+            raise InputError(f"--{name} must be ≥ 1, got {getattr(s, name)}")
+    if s.batch_size is not None and s.batch_size < 1:
+        raise InputError(f"--batch-size must be ≥ 1, got {s.batch_size}")
+    noise_steps = 0
+    if s.noise == "after":
+        noise_steps = s.noise_steps if s.noise_steps is not None else s.steps // 2
+    rows = n_images * s.restarts
+    chunk = s.batch_size or auto_batch_size(G, rows)
+    extra = int(getattr(s, "polish_steps", 0) or 0) + noise_steps  # the phases after the latent one
+    return _Plan(steps=s.steps, extra_steps=extra, restarts=s.restarts, chunks=math.ceil(rows / chunk))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The shared core
+# ----------------------------------------------------------------------------------------------------------
+
+def _num(value: Any, digits: int = 6) -> float | None:
+    """A finite float rounded for JSON, or None."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir: Path, *,
+                  options: dict[str, Any] | None = None, preset: str | None = None,
+                  discriminator: nn.Module | None = None, video: Path | None = None, classifier: bool = True,
+                  failures: list[dict[str, str]] | None = None, title: str | None = None) -> InvertOutcome:
+    """Invert ``targets`` with one :func:`ganinv.inverters.invert` call and write everything to ``out_dir``.
+
+    Args:
+        G: the generator (on the device to use).
+        model_name: shown in the table and recorded in ``summary.json``.
+        targets: images (``[C, H, W]`` for ``G``) with their output stems (unique).
+        out_dir: created if missing; existing files other than the ones written are left alone.
+        options: engine options the user chose (``OptimizeSettings`` field names); nothing else is passed.
+        preset: a reference schedule the options override.
+        discriminator: for the ``dfeat`` loss.
+        video: write an animation of the optimisation there (``.gif`` or ``.mp4``).
+        classifier: score class preservation with the bundled digit classifier (1-channel 32×32 generators only).
+        failures: inputs that could not be read (recorded in ``summary.json``).
+        title: table title.
+    """
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ganinv import metrics as M
+    from ganinv.inverters import invert
+    from ganinv.io import plot_loss_curves, save_comparison, save_video
+    from ganinv.modelfile import atomic_write
+
+    options = dict(options or {})
+    failures = list(failures or [])
+    if not targets:
+        raise InputError("no images to invert")
+    check_out_dir(out_dir)
+    check_video_path(video)
+    B = len(targets)
+    y = torch.stack([t.image for t in targets])
+    plan = plan_for(G, B, options, preset)
+    total = plan.per_chunk * plan.chunks
+    noun = "image" if B == 1 else "images"
+    base_desc = f"inverting {B} {noun}"
+
+    n_video = min(B, VIDEO_MAX_IMAGES)
+    frames: list[Tensor] = []
+    canvas = torch.zeros((n_video, *y.shape[1:])) if video is not None else None
+    # progress: chunks run one after the other, each through its phases (latent, then e.g. polish / noise maps)
+    chunk_no, per_chunk = 0, plan.per_chunk
+    phase_name, phase_start, phase_len = "", 0, 0
+    started = False
+
+    # the bar starts with the first step, so an option the engine refuses leaves no empty bar behind
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console)
+    task = progress.add_task(base_desc, total=total, loss="–", start=False)
+    try:
+        def callback(step: int, state: Any) -> None:
+            nonlocal chunk_no, total, per_chunk, phase_name, phase_start, phase_len, started
+            if not started:
+                started = True
+                progress.start()
+                progress.start_task(task)
+            if state.phase == "latent" and step == 0:  # a new chunk starts
+                if chunk_no:
+                    per_chunk = max(per_chunk, phase_start + phase_len)
+                chunk_no += 1
+                phase_name, phase_start, phase_len = state.phase, 0, state.total_steps
+            elif state.phase != phase_name:  # the chunk's next phase
+                phase_name, phase_start, phase_len = state.phase, phase_start + phase_len, state.total_steps
+            done = (chunk_no - 1) * per_chunk + phase_start + step + 1
+            if done > total:
+                total = done
+                progress.update(task, total=total)
+            desc = base_desc + (f" · chunk {chunk_no}/{plan.chunks}" if plan.chunks > 1 else "") + \
+                (f" · {state.phase}" if state.phase != "latent" else "")
+            progress.update(task, completed=done, description=desc, loss=f"{float(state.loss.mean()):.4g}")
+            if canvas is not None:
+                every = max(1, state.total_steps // VIDEO_FRAMES)
+                if step % every == 0 or step == state.total_steps - 1:
+                    rows = state.rows.cpu()
+                    image_idx = rows // plan.restarts
+                    keep = (rows % plan.restarts == 0) & (image_idx < n_video)
+                    if keep.any():
+                        canvas[image_idx[keep]] = state.image[keep.to(state.image.device)].detach().cpu().clamp(0, 1)
+                    frames.append(canvas.clone())
+
+        result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
+        progress.update(task, completed=total, description=base_desc)
+    finally:
+        if started:
+            progress.stop()
+
+    image = result.image.detach().cpu()
+    m = {k: v.detach().cpu() for k, v in result.metrics.items()}
+    psnr = m["psnr"] if "psnr" in m else M.psnr(image, y)
+    ssim = m["ssim"] if "ssim" in m else M.ssim(image, y)
+    lpips = M.lpips(image, y, net="alex")
+    class_kept = None
+    if classifier and tuple(G.image_shape) == (1, 32, 32):
+        from ganinv import zoo
+
+        if zoo.DEFAULT_CLASSIFIER in zoo.available():
+            class_kept = M.class_preservation(zoo.load_classifier(), y, image)
+
+    # ----- write
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = [t.stem for t in targets]
+    result.save(out_dir, stems, num_ws=getattr(G, "num_ws", None))
+    files: dict[str, str] = {}
+    shown = min(B, COMPARISON_MAX_IMAGES)
+    scale = 4 if shown <= 16 else (2 if shown <= 64 else 1)
+    files["comparison"] = str(save_comparison(y[:shown], image[:shown], out_dir / "comparison.png", scale=scale))
+    try:
+        files["loss"] = str(plot_loss_curves(result.history, out_dir / "loss.png",
+                                             title=f"{model_name} · {result.space} · {B} {noun}"))
+    except InputError as exc:  # e.g. a history without finite values: the rest is still worth having
+        console.print(f"[yellow]note:[/] loss.png not written: {escape(str(exc))}")
+    if canvas is not None and video is not None:
+        frames.append(image[:n_video].clone())
+        vscale = max(1, min(4, 128 // max(1, G.resolution)))
+        files["video"] = str(save_video(frames, video, fps=10, scale=vscale))
+
+    seconds = result.seconds / B
+    records: list[dict[str, Any]] = []
+    for i, t in enumerate(targets):
+        records.append({
+            "input": t.source, "stem": t.stem, "reconstruction": f"{t.stem}.png", "latent": f"{t.stem}.npz",
+            "method": result.method, "space": result.space,
+            "steps": int(m["steps"][i]) if "steps" in m else None,
+            "restart": int(m["restart"][i]) if "restart" in m else None,
+            "loss": _num(m["loss"][i]) if "loss" in m else None,
+            "psnr": _num(psnr[i], 4), "ssim": _num(ssim[i]),
+            "lpips": _num(lpips[i]) if lpips is not None else None,
+            "class_kept": bool(class_kept[i]) if class_kept is not None else None,
+            "seconds": _num(seconds, 4), "notes": t.notes,
+        })
+
+    def mean(key: str) -> float | None:
+        vals = [float(r[key]) for r in records if r[key] is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    means = {key: mean(key) for key in ("psnr", "ssim", "lpips", "class_kept", "steps", "loss")}
+    summary = {
+        "model": model_name, "method": result.method, "space": result.space, "num_images": B,
+        "device": str(G.device), "preset": preset, "options": options, "settings": result.settings,
+        "seconds": _num(result.seconds, 3), "mean": {k: _num(v) for k, v in means.items()},
+        "records": records, "failures": failures, "files": files,
+    }
+    atomic_write(out_dir / "summary.json",
+                 lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str) + "\n"))
+    files["summary"] = str(out_dir / "summary.json")
+
+    # ----- report
+    show_lpips, show_cls = lpips is not None, class_kept is not None
+    table = Table(title=title or f"{model_name} · {result.method} in {result.space} · {B} {noun} "
+                                 f"({result.seconds:.1f} s)")
+    table.add_column("image", overflow="fold")
+    for header in ("psnr (dB)", "ssim", *(["lpips"] if show_lpips else []), *(["class kept"] if show_cls else []),
+                   "steps"):
+        table.add_column(header, justify="right")
+    for r in records:
+        cells = [r["stem"], _fmt(r["psnr"], 2), _fmt(r["ssim"], 4)]
+        if show_lpips:
+            cells.append(_fmt(r["lpips"], 4))
+        if show_cls:
+            cells.append("yes" if r["class_kept"] else "no")
+        cells.append(str(r["steps"]) if r["steps"] is not None else "—")
+        table.add_row(*cells)
+    table.add_section()
+    mean_cells = ["mean", _fmt(means["psnr"], 2), _fmt(means["ssim"], 4)]
+    if show_lpips:
+        mean_cells.append(_fmt(means["lpips"], 4))
+    if show_cls:
+        mean_cells.append(_fmt(None if means["class_kept"] is None else 100 * means["class_kept"], 1) + "%")
+    mean_cells.append(_fmt(means["steps"], 1))
+    table.add_row(*mean_cells, style="bold")
+    out.print(table)
+    extras = ", ".join(Path(files[k]).name for k in ("comparison", "loss") if k in files)
+    console.print(f"wrote {B} reconstruction{'s' if B != 1 else ''} (.png) and latent{'s' if B != 1 else ''} "
+                  f"(.npz) to {escape(str(out_dir))}/ with summary.json, {extras}")
+    if "video" in files:
+        console.print(f"wrote the optimisation video to {escape(files['video'])}")
+    if lpips is None:
+        console.print("[dim]lpips left out: its AlexNet weights are not in the torch hub cache[/]")
+    return InvertOutcome(result, records, failures, out_dir, files)
+
+
+def report_failures(failures: list[dict[str, str]]) -> None:
+    """Print the inputs that failed, one line each."""
+    if not failures:
+        return
+    n = len(failures)
+    console.print(f"[bold red]{n} input{'s' if n != 1 else ''} failed:[/]")
+    for f in failures:
+        console.print(f"  {escape(f['input'])}: {escape(f['error'])}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The command
+# ----------------------------------------------------------------------------------------------------------
+
+def invert(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images (not recursive).",
+                                                 show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing; other files in "
+                                          "it are left alone).", show_default=False)],
+    model: ModelOpt = None,
+    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
+    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
+    space: Annotated[Optional[str], typer.Option(help="Latent space: z, w or w+ (default: the generator's, "
+                                                 "w+ for StyleGAN2).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the engine's).")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, "
+                                                "lpips, lpips_alex, dfeat).")] = None,
+    restarts: Annotated[Optional[int], typer.Option(help="Optimisations per image; the best is kept.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Start from: auto (mean in W/W+, best-of-64 in z), mean, "
+                                                     "random or best-of-N.")] = None,
+    noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after (default: "
+                                                 "the engine's).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam or lbfgs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    prior: Annotated[Optional[float], typer.Option(help="Weight of the latent prior (≥ 0).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop an image after this many steps without "
+                                                    "improvement.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Reference schedule: nvidia or rosinality (explicit "
+                                                  "options override it).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rows per optimisation batch "
+                                                      "(default: automatic).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same result).")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")] = "auto",
+    video: Annotated[Optional[Path], typer.Option(help="Also write the optimisation as a .gif (or .mp4).")] = None,
+    no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
+                                                "classifier).")] = False,
+) -> None:
+    """Invert images into a generator's latent space: reconstructions, latents (.npz), metrics and figures in OUT.
+
+    All images are optimised together in one batched run. Unreadable files are skipped and reported; the exit
+    code is 1 when any input failed.
+    """
+    import torch
+
+    from ganinv.io import collect_images
+
+    check_out_dir(out_dir)
+    check_video_path(video)
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be ≥ 1, got {threads}")
+        torch.set_num_threads(threads)
+    if patience is not None and patience < 1:
+        raise InputError(f"--patience must be ≥ 1, got {patience}")
+    if prior is not None and not (prior >= 0 and math.isfinite(prior)):
+        raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
+    loss_terms = check_loss(loss)
+    dev = resolve_device(device)
+
+    given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
+             "optimizer": optimizer, "lr": lr, "prior": prior, "patience": patience, "batch_size": batch_size,
+             "seed": seed, "compile": True if compile else None}
+    options = {k: v for k, v in given.items() if v is not None}
+
+    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    check_square(G)
+    discriminator = load_discriminator_for(model, generator) if "dfeat" in loss_terms else None
+    G = G.to(dev)
+    if discriminator is not None:
+        discriminator = discriminator.to(dev)
+    plan_for(G, 1, options, preset)  # unknown preset, missing space/noise maps: fail before reading images
+
+    paths, problems = collect_images(inputs)
+    failures = [{"input": str(p), "error": why} for p, why in problems]
+    for f in failures:
+        console.print(f"[yellow]skipped:[/] {escape(f['input'])}: {escape(f['error'])}")
+    targets, load_failures = load_targets(paths, G, out_dir)
+    failures += load_failures
+    if not targets:
+        raise InputError(f"none of the {len(paths)} input file(s) could be read: "
+                         + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
+    run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
+                  video=video, classifier=not no_classifier, failures=failures)
+    report_failures(failures)
+    if failures:
+        raise typer.Exit(1)
