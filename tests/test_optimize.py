@@ -235,6 +235,22 @@ def test_stop_loss(dcgan):
     assert (r.metrics["steps"] < 150).all()
 
 
+def test_stop_loss_ends_all_restarts_of_a_target(dcgan):
+    """Once one restart of a target reaches the tolerance, its sibling rows stop too (no wasted steps)."""
+    _, y = make_targets(dcgan, "z", 2, seed=5)
+    seen: dict[int, int] = {}
+
+    def cb(step, state):
+        for r in state.rows.tolist():
+            seen[r] = step
+
+    r = run(dcgan, y, space="z", steps=150, lr=0.1, init="best-of-16", restarts=3, stop_loss=1e-4, callback=cb)
+    assert (r.metrics["loss"] <= 1e-4).all()
+    for target in range(2):  # every row of a target was last evaluated at the same step
+        assert len({seen[target * 3 + k] for k in range(3)}) == 1
+        assert seen[target * 3] < 149
+
+
 def test_history_and_callback_shapes(tiny_sg2):
     G = tiny_sg2
     _, y = make_targets(G, "w+", 3, seed=3)
