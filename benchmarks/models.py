@@ -123,7 +123,8 @@ def readme_table(r: dict) -> str:
         lines.append(f"| `{name}` | {m['parameters'] / 1e6:.2f} M | {q['confidence']:.3f} | "
                      f"{min(q['coverage']):.1%}–{max(q['coverage']):.1%} | {q['fd_ratio']:.1f}× | "
                      f"{'yes' if q['passes'] else 'no'} | {m['image_steps_per_s']:.0f} |")
-    lines.append(f"| `{zoo.DEFAULT_CLASSIFIER}` | – | held-out accuracy {r['classifier']['heldout_accuracy']:.1%} | | | | |")
+    accuracy = r["classifier"]["heldout_accuracy"]
+    lines.append(f"| `{zoo.DEFAULT_CLASSIFIER}` | – | held-out accuracy {accuracy:.1%} | | | | |")
     return "\n".join(lines)
 
 

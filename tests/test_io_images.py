@@ -281,7 +281,8 @@ def test_collect_images_order_dedup_and_problems(tmp_path: Path) -> None:
     single.write_bytes(b"x")
     missing = tmp_path / "missing.png"
 
-    images, problems = collect_images([single, d, missing, empty, d / "img2.PNG", str(single), str(d / ".." / "single.png")])
+    images, problems = collect_images([single, d, missing, empty, d / "img2.PNG", str(single),
+                                       str(d / ".." / "single.png")])
     assert [p.name for p in images] == ["single.png", "b.webp", "img1.jpg", "img2.PNG", "img10.png"]
     assert (missing, "no such file or directory") in problems
     assert [p for p, _ in problems] == [missing, empty]

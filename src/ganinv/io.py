@@ -53,7 +53,8 @@ def save_image(image: Tensor, path: str | Path, scale: int = 1) -> Path:
     pil = to_pil(image)
     if scale > 1:
         pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    atomic_write(path, lambda tmp: pil.save(tmp, format=(path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")))
+    fmt = (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")
+    atomic_write(path, lambda tmp: pil.save(tmp, format=fmt))
     return path
 
 

@@ -63,7 +63,8 @@ def load_state_strict(module: nn.Module, state: dict[str, Tensor], source: str) 
                   for k in sorted(set(expected) & set(state)) if tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or mismatched:
         lines = [f"{source} does not match the {getattr(module, 'arch', type(module).__name__)} architecture:"]
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                             ("shape mismatches", mismatched)):
             if items:
                 shown = ", ".join(items[:12]) + (f", … ({len(items) - 12} more)" if len(items) > 12 else "")
                 lines.append(f"  {title} ({len(items)}): {shown}")

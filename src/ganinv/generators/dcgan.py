@@ -38,7 +38,8 @@ class DCGANGenerator(Generator):
         self.z_dim, self.width = z_dim, width
         n_up = int(math.log2(resolution)) - 2  # 4 → resolution
         ch = width * 2 ** (n_up - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch),
+                                   nn.ReLU(True)]
         for _ in range(n_up - 1):
             layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
             ch //= 2

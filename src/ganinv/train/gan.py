@@ -335,7 +335,8 @@ class GanTrainer:
         self.recalibrate_batchnorm()
         with torch.no_grad():
             return self.G_ema.to_display(self.G_ema.synthesize(
-                self.G_ema.convert(self.fixed_z.to(self.device), "z", self.G_ema.default_space), self.G_ema.default_space))
+                self.G_ema.convert(self.fixed_z.to(self.device), "z", self.G_ema.default_space),
+                self.G_ema.default_space))
 
     # ----- loop --------------------------------------------------------------------
     def train(self) -> None:
