@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from readme_section import replace_section
+
 from ganinv import invert, zoo
 from ganinv.data import heldout_subset
 from ganinv.generators.base import Generator
@@ -207,14 +209,7 @@ def readme_table(r: dict) -> str:
 
 
 def update_readme(r: dict) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- inversion-table -->", "<!-- /inversion-table -->"
-    if start not in text:
-        return
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1] if end in rest else rest
-    readme.write_text(f"{head}{start}\n{readme_table(r)}\n{end}{tail}")
+    replace_section("inversion-table", readme_table(r))
 
 
 def render(r: dict) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from readme_section import replace_section
+
 from ganinv import zoo
 from ganinv.data import mnist
 from ganinv.generators.base import Generator
@@ -129,14 +131,7 @@ def readme_table(r: dict) -> str:
 
 
 def update_readme(r: dict) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- models-table -->", "<!-- /models-table -->"
-    if start not in text:
-        return
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1] if end in rest else rest
-    readme.write_text(f"{head}{start}\n{readme_table(r)}\n{end}{tail}")
+    replace_section("models-table", readme_table(r))
 
 
 def render(r: dict) -> str:

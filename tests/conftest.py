@@ -28,6 +28,13 @@ def make_tiny_stylegan2(img_channels: int = 1, seed: int = 0, resolution: int = 
 
 
 @pytest.fixture
+def offline_torch_home(monkeypatch, tmp_path):
+    """An empty torch hub cache: LPIPS is unavailable and nothing is downloaded."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+
+@pytest.fixture
 def tiny_sg2() -> StyleGAN2Generator:
     return make_tiny_stylegan2()
 

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
@@ -21,11 +20,7 @@ def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(autouse=True)
-def offline_torch_home(monkeypatch, tmp_path):
-    """An empty torch hub cache: LPIPS is unavailable and nothing is downloaded."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+pytestmark = pytest.mark.usefixtures("offline_torch_home")  # the conftest fixture, for every test here
 
 
 @pytest.fixture

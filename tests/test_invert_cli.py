@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,11 +21,7 @@ def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(autouse=True)
-def offline_torch_home(monkeypatch, tmp_path):
-    """An empty torch hub cache: LPIPS is unavailable and nothing is downloaded."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+pytestmark = pytest.mark.usefixtures("offline_torch_home")  # the conftest fixture, for every test here
 
 
 @pytest.fixture

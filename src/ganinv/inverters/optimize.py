@@ -608,7 +608,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                     h = torch.cat([h, h[-1:].expand(length - h.shape[0], -1)])
                 blocks.append(h)
             steps_hist = torch.cat(blocks, dim=1)  # [T, rows]
-            history[key] = steps_hist[:, chosen.cpu() if steps_hist.device.type == "cpu" else chosen].tolist()
+            history[key] = steps_hist[:, chosen.to(steps_hist.device)].tolist()
     return InversionResult(latent=latent.detach(), space=space, image=G.to_display(image.detach()),
                            noise=[m.detach() for m in noise] if noise is not None else None, metrics=metrics,
                            history=history, method="optimize", seconds=time.perf_counter() - t0,
