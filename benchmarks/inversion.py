@@ -7,7 +7,8 @@ ratios compare like with like.
 1. **Exact recovery** (the physical limit): targets G(random latent) for each bundled model,
    inverted with the recovery recipe (best-of-256 start, 100 Adam steps with NVIDIA's latent noise to
    find the basin, then up to 400 per-row L-BFGS steps; 4 restarts side by side; a target stops once
-   one of its rows reaches MSE 5e-5 ≈ 43 dB); the fraction reconstructed to PSNR ≥ 40 dB.
+   one of its rows reaches MSE 8e-5 ≈ 41 dB; a target still above that is retried up to 3 times from
+   8, 16, 32 random starts); the fraction reconstructed to PSNR ≥ 40 dB.
 2. **Held-out real digits** (``ganinv.data.heldout_subset(200)``), ``mnist-stylegan2``:
    (a) NVIDIA's projector schedule (W, 1000 steps, batch 1, MSE since LPIPS weights are not
    available offline), (b) rosinality's W+ projector (1000 steps, batch 1), (c) ganinv's defaults
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The exact-recovery recipe (see module docstring).
 RECOVERY = {"steps": 100, "lr": 0.1, "latent_noise": 0.05, "polish_steps": 400, "init": "best-of-256", "restarts": 4,
-            "stop_loss": 5e-5, "noise": "fixed"}
+            "stop_loss": 8e-5, "retries": 3, "noise": "fixed"}
 
 
 def exact_recovery(name: str, n: int, seed: int = 2026) -> dict[str, Any]:
@@ -55,7 +56,9 @@ def exact_recovery(name: str, n: int, seed: int = 2026) -> dict[str, Any]:
     r = invert(G, targets, space=space, **RECOVERY)
     seconds = time.perf_counter() - t0
     p = r.metrics["psnr"]
+    rounds = r.metrics.get("rounds", torch.ones(n, dtype=torch.long))
     return {"model": name, "space": space, "targets": n, "recovered_40db": float((p >= 40).float().mean()),
+            "retried": int((rounds > 1).sum()), "max_rounds": int(rounds.max()),
             "median_psnr": float(p.median()), "min_psnr": float(p.min()), "seconds": seconds,
             "seconds_per_image": seconds / n, "settings": RECOVERY}
 
@@ -200,11 +203,12 @@ def readme_table(r: dict) -> str:
         lines.append("")
         lines.append(f"ganinv's defaults take {r['real']['speedup_c_vs_b']:.1f}× less time per image than (b).")
     if "recovery" in r:
-        lines += ["", "| exact recovery | space | targets | ≥ 40 dB | median PSNR | s / image |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| exact recovery | space | targets | ≥ 40 dB | median PSNR | min PSNR | retried | s / image |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in r["recovery"]:
             lines.append(f"| `{row['model']}` | {row['space']} | {row['targets']} | {row['recovered_40db']:.1%} | "
-                         f"{row['median_psnr']:.1f} | {row['seconds_per_image']:.2f} |")
+                         f"{row['median_psnr']:.1f} | {row['min_psnr']:.1f} | {row.get('retried', '—')} | "
+                         f"{row['seconds_per_image']:.2f} |")
     return "\n".join(lines)
 
 

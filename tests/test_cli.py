@@ -25,16 +25,18 @@ def run(*args: str):
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for cmd in ("models", "sample", "info", "demo", "invert", "train-gan", "train-classifier"):
+    for cmd in ("models", "sample", "info", "demo", "invert", "train-gan", "train-classifier", "train-encoder"):
         assert cmd in result.output
 
 
 def test_models_lists_three_bundled_models():
     result = run("models")
     assert result.exit_code == 0, result.output
-    for name in ("mnist-stylegan2", "mnist-dcgan", "mnist-classifier"):
+    for name in ("mnist-stylegan2", "mnist-dcgan", "mnist-classifier", "mnist-stylegan2-encoder",
+                 "mnist-dcgan-encoder"):
         assert name in result.output
     assert "w+ 8×128" in result.output
+    assert "→ w+ of mnist-stylegan2" in result.output  # an encoder names the generator it inverts
 
 
 def test_sample_from_model_folder(tiny_sg2, tmp_path):

@@ -251,6 +251,27 @@ def test_stop_loss_ends_all_restarts_of_a_target(dcgan):
         assert seen[target * 3] < 149
 
 
+def test_retries_rerun_only_unsolved_targets_from_fresh_starts(tiny_sg2):
+    G = tiny_sg2
+    _, y = make_targets(G, "w", 3, seed=7)
+    base = dict(space="w", steps=5, lr=0.05, init="best-of-8", restarts=2, noise="fixed")
+    # a tolerance nobody reaches: every target gets every round (2, then 4, then 8 random restarts)
+    r = run(G, y, stop_loss=1e-12, retries=2, **base)
+    assert r.metrics["rounds"].tolist() == [3, 3, 3]
+    assert r.metrics["steps"].tolist() == [15, 15, 15]
+    assert ((r.metrics["restart"] >= 0) & (r.metrics["restart"] < 2 + 4 + 8)).all()
+    assert all(len(curve) == 15 for curve in r.history.values())
+    once = run(G, y, stop_loss=1e-12, **base)
+    assert (r.metrics["loss"] <= once.metrics["loss"] + 1e-7).all()  # a target keeps its best over rounds
+    # a tolerance everybody reaches: no retries, and the same result as without them
+    easy = run(G, y, stop_loss=10.0, retries=3, **base)
+    plain = run(G, y, stop_loss=10.0, **base)
+    assert easy.metrics["rounds"].tolist() == [1, 1, 1]
+    assert torch.equal(easy.latent, plain.latent)
+    with pytest.raises(InputError, match="retries need stop_loss"):
+        run(G, y, retries=1, **base)
+
+
 def test_history_and_callback_shapes(tiny_sg2):
     G = tiny_sg2
     _, y = make_targets(G, "w+", 3, seed=3)

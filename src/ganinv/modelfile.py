@@ -29,10 +29,12 @@ WEIGHTS_NAME = "model.safetensors"
 def architectures() -> dict[str, type[nn.Module]]:
     """Architecture name → class, for every module ganinv can build from a config."""
     from ganinv.classifier import DigitClassifier
+    from ganinv.encoders.network import PyramidEncoder
     from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
     from ganinv.generators.stylegan2 import StyleGAN2Generator
 
-    return {c.arch: c for c in (StyleGAN2Generator, DCGANGenerator, DCGANDiscriminator, DigitClassifier)}
+    return {c.arch: c for c in (StyleGAN2Generator, DCGANGenerator, DCGANDiscriminator, DigitClassifier,
+                                     PyramidEncoder)}
 
 
 def build(config: dict[str, Any]) -> nn.Module:
@@ -42,8 +44,9 @@ def build(config: dict[str, Any]) -> nn.Module:
     archs = architectures()
     if arch not in archs:
         raise CheckpointError(f"unknown architecture {arch!r}; known: {', '.join(sorted(archs))}")
-    if "blur_kernel" in cfg:
-        cfg["blur_kernel"] = tuple(cfg["blur_kernel"])
+    for key in ("blur_kernel", "latent_shape"):
+        if key in cfg:
+            cfg[key] = tuple(cfg[key])
     try:
         return archs[arch](**cfg)
     except TypeError as exc:

@@ -21,6 +21,7 @@ for name, command in {
     "demo": demo.demo,
     "train-gan": train.train_gan,
     "train-classifier": train.train_classifier,
+    "train-encoder": train.train_encoder,
     "eval": evaluate.evaluate,
     "invert": invert.invert,
 }.items():

@@ -205,11 +205,31 @@ def load_discriminator_for(model: str | None, generator: str | None) -> nn.Modul
     return None
 
 
-def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str | None) -> _Plan:
+def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str | None,
+             method: str = "optimize") -> _Plan:
     """The effective settings the engine will use (its defaults, then ``preset``, then ``options``), checked
     early for the mistakes a user makes most (unknown preset, a space or noise maps the generator lacks)."""
+    from ganinv.inverters import METHODS
     from ganinv.inverters.optimize import PRESETS, OptimizeSettings, auto_batch_size
 
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    if method == "encoder":
+        return _Plan(steps=0, extra_steps=0, restarts=1, chunks=1)
+    options = dict(options)
+    tune_steps = 0
+    if method == "hybrid":
+        from ganinv.inverters.hybrid import HYBRID_DEFAULTS
+        from ganinv.train.encoder import encoder_space
+
+        if options.get("space", encoder_space(G)) != encoder_space(G):
+            raise InputError(f"--method hybrid optimises in the encoder's space ({encoder_space(G)}); drop --space")
+        options = {**HYBRID_DEFAULTS, **options, "space": encoder_space(G)}
+    if method == "pti":
+        from ganinv.inverters.pti import PTISettings
+
+        tune_steps = int(options.pop("pti_steps", PTISettings.steps))
+        options.setdefault("space", "w" if "w" in G.latent_spaces else "z")
     merged = dict(options)
     if preset is not None:
         if preset not in PRESETS:
@@ -235,7 +255,7 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
         noise_steps = s.noise_steps if s.noise_steps is not None else s.steps // 2
     rows = n_images * s.restarts
     chunk = s.batch_size or auto_batch_size(G, rows)
-    extra = int(getattr(s, "polish_steps", 0) or 0) + noise_steps  # the phases after the latent one
+    extra = int(getattr(s, "polish_steps", 0) or 0) + noise_steps + tune_steps  # phases after the latent one
     return _Plan(steps=s.steps, extra_steps=extra, restarts=s.restarts, chunks=math.ceil(rows / chunk))
 
 
@@ -258,7 +278,9 @@ def _fmt(value: float | None, digits: int) -> str:
 def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir: Path, *,
                   options: dict[str, Any] | None = None, preset: str | None = None,
                   discriminator: nn.Module | None = None, video: Path | None = None, classifier: bool = True,
-                  failures: list[dict[str, str]] | None = None, title: str | None = None) -> InvertOutcome:
+                  failures: list[dict[str, str]] | None = None, title: str | None = None,
+                  method: str = "optimize", method_options: dict[str, Any] | None = None,
+                  encoder: Any = None) -> InvertOutcome:
     """Invert ``targets`` with one :func:`ganinv.inverters.invert` call and write everything to ``out_dir``.
 
     Args:
@@ -273,6 +295,10 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         classifier: score class preservation with the bundled digit classifier (1-channel 32×32 generators only).
         failures: inputs that could not be read (recorded in ``summary.json``).
         title: table title.
+        method: ``optimize``, ``encoder``, ``hybrid`` or ``pti``.
+        method_options: the method's own settings (e.g. ``passes``, ``domain``, ``rank``); ``options`` go to its
+            optimisation phase (hybrid) or pivot (pti).
+        encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one).
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -283,14 +309,19 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     from ganinv.modelfile import atomic_write
 
     options = dict(options or {})
+    method_options = dict(method_options or {})
     failures = list(failures or [])
     if not targets:
         raise InputError("no images to invert")
     check_out_dir(out_dir)
     check_video_path(video)
+    if video is not None and method not in ("optimize", "hybrid"):
+        raise InputError(f"--video shows an optimisation: use it with --method optimize or hybrid, not {method}")
     B = len(targets)
     y = torch.stack([t.image for t in targets])
-    plan = plan_for(G, B, options, preset)
+    plan_opts = {**options, **({"pti_steps": method_options["steps"]} if method == "pti" and "steps" in
+                               method_options else {})}
+    plan = plan_for(G, B, plan_opts, preset, method)
     total = plan.per_chunk * plan.chunks
     noun = "image" if B == 1 else "images"
     base_desc = f"inverting {B} {noun}"
@@ -314,7 +345,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                 started = True
                 progress.start()
                 progress.start_task(task)
-            if state.phase == "latent" and step == 0:  # a new chunk starts
+            if state.phase == "latent" and step == 0 and phase_name != "tune":  # a new chunk starts
                 if chunk_no:
                     per_chunk = max(per_chunk, phase_start + phase_len)
                 chunk_no += 1
@@ -338,7 +369,16 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                         canvas[image_idx[keep]] = state.image[keep.to(state.image.device)].detach().cpu().clamp(0, 1)
                     frames.append(canvas.clone())
 
-        result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
+        extra: dict[str, Any] = {"encoder": encoder} if method in ("encoder", "hybrid") else {}
+        if method == "optimize":
+            result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
+        elif method == "encoder":
+            result = invert(G, y, method=method, **extra, **method_options)
+        elif method == "pti":  # the optimisation options make the pivot; --pti-steps/--rank the tuning
+            result = invert(G, y, method=method, callback=callback, pivot=options, **method_options)
+        else:
+            result = invert(G, y, method=method, discriminator=discriminator if method == "hybrid" else None,
+                            callback=callback, **extra, **method_options, **options)
         progress.update(task, completed=total, description=base_desc)
     finally:
         if started:
@@ -380,6 +420,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         records.append({
             "input": t.source, "stem": t.stem, "reconstruction": f"{t.stem}.png", "latent": f"{t.stem}.npz",
             "method": result.method, "space": result.space,
+            **({"deltas": f"{t.stem}.deltas.safetensors"} if result.deltas is not None else {}),
             "steps": int(m["steps"][i]) if "steps" in m else None,
             "restart": int(m["restart"][i]) if "restart" in m else None,
             "loss": _num(m["loss"][i]) if "loss" in m else None,
@@ -396,7 +437,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     means = {key: mean(key) for key in ("psnr", "ssim", "lpips", "class_kept", "steps", "loss")}
     summary = {
         "model": model_name, "method": result.method, "space": result.space, "num_images": B,
-        "device": str(G.device), "preset": preset, "options": options, "settings": result.settings,
+        "device": str(G.device), "preset": preset, "options": {**options, **method_options},
+        "settings": result.settings,
         "seconds": _num(result.seconds, 3), "mean": {k: _num(v) for k, v in means.items()},
         "records": records, "failures": failures, "files": files,
     }
@@ -430,8 +472,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     table.add_row(*mean_cells, style="bold")
     out.print(table)
     extras = ", ".join(Path(files[k]).name for k in ("comparison", "loss") if k in files)
-    console.print(f"wrote {B} reconstruction{'s' if B != 1 else ''} (.png) and latent{'s' if B != 1 else ''} "
-                  f"(.npz) to {escape(str(out_dir))}/ with summary.json, {extras}")
+    deltas = " and generator deltas (.deltas.safetensors)" if result.deltas is not None else ""
+    console.print(f"wrote {B} reconstruction{'s' if B != 1 else ''} (.png), latent{'s' if B != 1 else ''} "
+                  f"(.npz){deltas} to {escape(str(out_dir))}/ with summary.json, {extras}")
     if "video" in files:
         console.print(f"wrote the optimisation video to {escape(files['video'])}")
     if lpips is None:
@@ -461,6 +504,17 @@ def invert(
     model: ModelOpt = None,
     generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
     image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
+    method: Annotated[str, typer.Option(help="optimize, encoder (one pass + --passes refinement), hybrid "
+                                        "(encoder start, then optimisation) or pti (pivot + generator tuning, "
+                                        "saved as weight deltas).")] = "optimize",
+    encoder: Annotated[Optional[str], typer.Option(help="Encoder folder or bundled name for --method encoder/"
+                                                   "hybrid (default: the bundled one for the model).")] = None,
+    passes: Annotated[Optional[int], typer.Option(help="Encoder passes (ReStyle refinement; encoder/hybrid).")
+                      ] = None,
+    domain: Annotated[Optional[float], typer.Option(help="Hybrid: weight of IDInvert's domain regulariser.")
+                      ] = None,
+    pti_steps: Annotated[Optional[int], typer.Option(help="PTI: maximum generator-tuning steps.")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="PTI: rank of each weight delta (0 = full).")] = None,
     space: Annotated[Optional[str], typer.Option(help="Latent space: z, w or w+ (default: the generator's, "
                                                  "w+ for StyleGAN2).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the engine's).")] = None,
@@ -514,6 +568,21 @@ def invert(
              "optimizer": optimizer, "lr": lr, "prior": prior, "patience": patience, "batch_size": batch_size,
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
+    method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},
+                    "pti": {"steps": pti_steps, "rank": rank}}.get(method, {})
+    method_options = {k: v for k, v in method_given.items() if v is not None}
+    wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
+                                          ("--domain", domain, ("hybrid",)),
+                                          ("--pti-steps", pti_steps, ("pti",)), ("--rank", rank, ("pti",)),
+                                          ("--encoder", encoder, ("encoder", "hybrid")))
+             if value is not None and method not in ok]
+    if wrong:
+        raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
+    if method == "encoder" and options:
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise InputError(f"--method encoder runs no optimisation; drop {flags}")
+    if method != "optimize" and preset is not None:
+        raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
@@ -521,7 +590,12 @@ def invert(
     G = G.to(dev)
     if discriminator is not None:
         discriminator = discriminator.to(dev)
-    plan_for(G, 1, options, preset)  # unknown preset, missing space/noise maps: fail before reading images
+    plan_for(G, 1, options, preset, method)  # unknown preset/method, missing space/noise maps: fail early
+    enc = None
+    if method in ("encoder", "hybrid"):
+        from ganinv.encoders import resolve_encoder
+
+        enc = resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
 
     paths, problems = collect_images(inputs)
     failures = [{"input": str(p), "error": why} for p, why in problems]
@@ -533,7 +607,8 @@ def invert(
         raise InputError(f"none of the {len(paths)} input file(s) could be read: "
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
-                  video=video, classifier=not no_classifier, failures=failures)
+                  video=video, classifier=not no_classifier, failures=failures, method=method,
+                  method_options=method_options, encoder=enc)
     report_failures(failures)
     if failures:
         raise typer.Exit(1)

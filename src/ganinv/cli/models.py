@@ -28,6 +28,13 @@ def models() -> None:
             res = f"{module.resolution}×{module.resolution}×{module.channels}"
             q = meta.get("quality")
             quality = (f"conf {q['confidence']:.2f}, FD {q['fd_ratio']:.1f}× floor" if q else "")
+        elif cfg.get("kind") == "encoder":
+            target = meta.get("generator", {})
+            spaces = f"→ {target.get('space', '?')} of {target.get('name', '?')}"
+            res = f"{cfg['config'].get('resolution', '?')}"
+            best = meta.get("selected") or {}
+            vals = [v for k, v in sorted(best.items()) if k.startswith("val_psnr_")]
+            quality = ("val PSNR " + " → ".join(f"{v:.1f}" for v in vals) + " dB") if vals else ""
         else:
             spaces, res = "–", f"{cfg['config'].get('resolution', '?')}"
             acc = meta.get("heldout_accuracy")

@@ -94,3 +94,49 @@ def train_classifier(
         torch.set_num_threads(threads)
     meta = run(out, epochs=epochs, seed=seed)
     console.print(f"held-out accuracy {meta['heldout_accuracy']:.4f}; wrote {out}")
+
+
+def train_encoder(
+    model: Annotated[str, typer.Option(help="Bundled generator the encoder inverts.")] = "mnist-stylegan2",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, curves, best snapshot). "
+                                      "Rerunning with the same folder resumes.")] = Path("runs/encoder"),
+    iterations: Annotated[int, typer.Option(min=1, help="Training steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per step (generated + real).")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
+    passes: Annotated[int, typer.Option(min=1, help="ReStyle refinement passes trained per step.")] = 2,
+    real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of real training digits in a "
+                                                 "batch (the rest are generated with known latents).")] = 0.5,
+    real_loss: Annotated[str, typer.Option(help="Loss on real images (mse, l1, ssim, ms_ssim, lpips, dfeat, ...)."
+                                           )] = "mse=1,ssim=0.5",
+    w_classifier: Annotated[float, typer.Option(min=0.0, help="Weight of the classifier-feature (identity-like) "
+                                                "loss.")] = 0.1,
+    w_delta: Annotated[float, typer.Option(min=0.0, help="Weight of e4e's delta-norm regulariser.")] = 2e-4,
+    width: Annotated[int, typer.Option(min=4, help="Channels of the encoder's first level.")] = 16,
+    val_every: Annotated[int, typer.Option(min=1, help="Validate on held-out digits every N steps.")] = 250,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
+                                                   "(e.g. src/ganinv/zoo/mnist-stylegan2-encoder).")] = None,
+) -> None:
+    """Train a pSp/e4e/ReStyle-style encoder for a bundled generator (generated + real digits), resumably."""
+    import torch
+
+    from ganinv import zoo
+    from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
+    cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
+                             real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
+                             w_delta=w_delta, width=width, val_every=val_every, seed=seed)
+    trainer = EncoderTrainer(out, cfg, device=resolve_device(device))
+    if trainer.iteration:
+        console.print(f"resuming {out} at iteration {trainer.iteration}")
+    trainer.train()
+    if export:
+        meta = trainer.export(export)
+        best = meta.get("selected") or {}
+        console.print(f"exported {export} (iteration {best.get('iteration', '?')}: " +
+                      ", ".join(f"{k} {v:.2f} dB" for k, v in best.items() if k.startswith("val_psnr")) + ")")

@@ -1,11 +1,19 @@
 """Inversion methods behind one entry point, :func:`invert`.
 
-``invert(G, target, physics=None, method="optimize", ...)`` → :class:`InversionResult`.
-Methods available now: ``optimize`` (:mod:`ganinv.inverters.optimize`).
+``invert(G, target, physics=None, method=..., ...)`` → :class:`InversionResult`. Methods:
+
+============ ===================================================================================
+optimize     optimisation in z / w / w+ (+ noise maps) — :mod:`ganinv.inverters.optimize`
+encoder      one pass of a trained encoder (+ ReStyle refinement passes) — :mod:`.encoder`
+hybrid       encoder initialisation, then optimisation (iGAN; IDInvert's domain regulariser) — :mod:`.hybrid`
+pti          pivot in W, then per-image generator tuning stored as compact deltas — :mod:`.pti`
+============ ===================================================================================
 """
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -13,44 +21,82 @@ from torch import Tensor, nn
 from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult, InversionState
+from ganinv.inverters.encoder import EncoderSettings, invert_encoder
+from ganinv.inverters.hybrid import HybridSettings, invert_hybrid
 from ganinv.inverters.optimize import PRESETS, Callback, OptimizeSettings, optimize
+from ganinv.inverters.pti import PTISettings, invert_pti
 
-METHODS = ("optimize",)
+METHODS = ("optimize", "encoder", "hybrid", "pti")
+
+_OPT_FIELDS = {f.name for f in fields(OptimizeSettings)}
+
+
+def _split(options: dict[str, Any], own: set[str], method: str, nested: str | None) -> tuple[dict, dict]:
+    """Options of the method's own settings, and the rest (optimisation options when ``nested``)."""
+    mine = {k: v for k, v in options.items() if k in own}
+    rest = {k: v for k, v in options.items() if k not in own}
+    unknown = sorted(set(rest) - (_OPT_FIELDS if nested else set()))
+    if unknown:
+        valid = sorted(own | (_OPT_FIELDS if nested else set()))
+        raise InputError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; valid: {', '.join(valid)}")
+    return mine, rest
 
 
 def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "optimize",
            preset: str | None = None, discriminator: nn.Module | None = None, callback: Callback | None = None,
-           settings: OptimizeSettings | None = None, **options: Any) -> InversionResult:
+           settings: Any = None, encoder: nn.Module | str | Path | None = None, **options: Any) -> InversionResult:
     """Find latents whose renderings reproduce ``target`` (through ``physics`` when given).
 
     Args:
         G: the generator (frozen for the call, restored after).
         target: ``[B, C, H, W]`` images in [0, 1], or observations ``y = A(x)`` when ``physics`` is given.
-        physics: None, a callable forward operator, or a deepinv physics object (its ``.A`` is used).
-        method: ``"optimize"``.
-        preset: start from a reference schedule (``"nvidia"``, ``"rosinality"``) before ``options``.
+        physics: None, a callable forward operator, or a deepinv physics object (``optimize`` only).
+        method: one of :data:`METHODS`.
+        preset: start from a reference schedule (``"nvidia"``, ``"rosinality"``) — ``optimize`` only.
         discriminator: for the ``dfeat`` loss term.
         callback: ``callback(step, state)`` per optimisation step.
-        settings: a full :class:`OptimizeSettings`; ``options`` (its field names, e.g. ``space="w+"``,
-            ``steps=300``, ``loss="mse=1,ssim=0.5"``, ``restarts=4``) override it.
+        settings: the method's settings object (:class:`OptimizeSettings`, :class:`EncoderSettings`,
+            :class:`HybridSettings`, :class:`PTISettings`); ``options`` override its fields.
+        encoder: ``encoder``/``hybrid``: an encoder module, a model folder or a bundled name; None finds
+            the bundled encoder trained for ``G`` (an encoder trained for another generator is refused).
+        options: fields of the method's settings. For ``hybrid`` and ``pti``, optimisation options
+            (e.g. ``steps=100``) go to the optimisation phase / the pivot.
     Returns:
         :class:`InversionResult` with per-sample latents, images, metrics and loss history.
     """
     if method not in METHODS:
         raise InputError(f"unknown inversion method {method!r}; available: {', '.join(METHODS)}")
-    base = settings or OptimizeSettings()
-    fields = set(OptimizeSettings.__dataclass_fields__)
     if preset is not None:
+        if method != "optimize":
+            raise InputError("presets are reference optimisation schedules: use them with method 'optimize'")
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
         options = {**PRESETS[preset], **options}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
-                         f"valid: {', '.join(sorted(fields))}")
-    from dataclasses import replace
+    if method != "optimize" and physics is not None and method != "pti":
+        raise InputError(f"method {method!r} inverts clean images; use method 'optimize' with physics")
+    if method == "optimize":
+        mine, _ = _split(options, _OPT_FIELDS, method, None)
+        base = settings if isinstance(settings, OptimizeSettings) else OptimizeSettings()
+        return optimize(G, target, physics, replace(base, **mine), discriminator=discriminator, callback=callback)
+    if method == "encoder":
+        mine, _ = _split(options, {f.name for f in fields(EncoderSettings)}, method, None)
+        base_e = settings if isinstance(settings, EncoderSettings) else EncoderSettings()
+        return invert_encoder(G, target, replace(base_e, **mine), encoder=encoder)
+    if method == "hybrid":
+        mine, opt = _split(options, {f.name for f in fields(HybridSettings)}, method, "optimize")
+        base_h = settings if isinstance(settings, HybridSettings) else HybridSettings()
+        merged = replace(base_h, **mine)
+        merged = replace(merged, optimize={**merged.optimize, **opt})
+        return invert_hybrid(G, target, None, merged, encoder=encoder, discriminator=discriminator,
+                             callback=callback)
+    if physics is not None:
+        raise InputError("method 'pti' inverts clean images; use method 'optimize' with physics")
+    mine, opt = _split(options, {f.name for f in fields(PTISettings)}, method, "optimize")
+    base_p = settings if isinstance(settings, PTISettings) else PTISettings()
+    merged_p = replace(base_p, **mine)
+    merged_p = replace(merged_p, pivot={**merged_p.pivot, **opt})
+    return invert_pti(G, target, merged_p, callback=callback)
 
-    return optimize(G, target, physics, replace(base, **options), discriminator=discriminator, callback=callback)
 
-
-__all__ = ["METHODS", "InversionResult", "InversionState", "OptimizeSettings", "invert", "optimize"]
+__all__ = ["METHODS", "EncoderSettings", "HybridSettings", "InversionResult", "InversionState",
+           "OptimizeSettings", "PTISettings", "invert", "optimize"]

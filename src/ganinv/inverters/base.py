@@ -53,6 +53,8 @@ class InversionResult:
         method: method name (``"optimize"``, ...).
         seconds: wall time of the whole call.
         settings: the settings used (JSON-serialisable).
+        deltas: PTI only — one ``{parameter name + suffix: tensor}`` weight delta per target
+            (see :mod:`ganinv.inverters.pti`); ``save`` writes each as ``<stem>.deltas.safetensors``.
     """
 
     latent: Tensor
@@ -64,6 +66,7 @@ class InversionResult:
     method: str = "optimize"
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    deltas: list[dict[str, Tensor]] | None = None
 
     def __len__(self) -> int:
         return self.latent.shape[0]
@@ -88,7 +91,8 @@ class InversionResult:
         return arrays
 
     def save(self, out_dir: str | Path, stems: Sequence[str] | None = None, num_ws: int | None = None) -> list[Path]:
-        """Write ``<stem>.png`` (reconstruction) and ``<stem>.npz`` (latent) per target; returns the paths."""
+        """Write ``<stem>.png`` (reconstruction), ``<stem>.npz`` (latent) and, for PTI,
+        ``<stem>.deltas.safetensors`` per target; returns the paths."""
         import numpy as np
 
         from ganinv.io import save_image
@@ -111,6 +115,11 @@ class InversionResult:
 
             atomic_write(path, _write)
             written.append(path)
+            if self.deltas is not None:
+                from ganinv.inverters.pti import save_deltas
+
+                written.append(save_deltas(self.deltas[i], out / f"{stem}.deltas.safetensors",
+                                           str(self.settings.get("generator_fingerprint", ""))))
         return written
 
     def select(self, index: int | slice | Tensor) -> InversionResult:
@@ -126,7 +135,8 @@ class InversionResult:
             latent=self.latent[idx], space=self.space, image=self.image[idx],
             noise=[n[idx] for n in self.noise] if self.noise is not None else None,
             metrics={k: v[idx] for k, v in self.metrics.items()}, history=hist, method=self.method,
-            seconds=self.seconds, settings=self.settings)
+            seconds=self.seconds, settings=self.settings,
+            deltas=[self.deltas[int(j)] for j in idx] if self.deltas is not None else None)
 
 
 __all__ = ["InversionResult", "InversionState"]

@@ -31,6 +31,7 @@ from ganinv.losses import CombinedLoss
 from ganinv.losses.priors import PRIORS, latent_prior, noise_regularization, normalize_noise_, stochastic_clip_
 
 Callback = Callable[[int, InversionState], None]
+ExtraTerms = dict[str, Callable[[Tensor, Tensor], Tensor]]
 
 NOISE_MODES = ("auto", "fixed", "joint", "after")
 OPTIMIZERS = ("adam", "lbfgs")
@@ -78,6 +79,10 @@ class OptimizeSettings:
             ``min_steps`` (a fraction of ``steps``).
         stop_loss: per-sample tolerance: a target stops (all its restarts) as soon as one of its rows
             has a best objective ≤ this value.
+        retries: adaptive restarts: after the run, targets whose best objective is still above
+            ``stop_loss`` are run again from fresh random starts — ``restarts · 2^r`` of them in round
+            ``r`` — up to this many times; a target keeps its best over all rounds (``metrics["rounds"]``,
+            ``metrics["restart"]`` counts rows over all rounds).
         batch_size: rows per optimisation batch (None: automatic, see :func:`auto_batch_size`).
         compile: run the generator through ``torch.compile`` (fixed batch shapes; stopped rows are
             masked instead of dropped).
@@ -107,6 +112,7 @@ class OptimizeSettings:
     tol: float = 1e-3
     patience: int | None = None
     stop_loss: float | None = None
+    retries: int = 0
     min_steps: float = 0.25
     batch_size: int | None = None
     compile: bool = False
@@ -251,7 +257,9 @@ def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
-    for name in ("noise_steps", "polish_steps", "patience"):
+    if s.retries and s.stop_loss is None:
+        raise InputError("retries need stop_loss: a target is retried while its loss is above it")
+    for name in ("noise_steps", "polish_steps", "patience", "retries"):
         value = getattr(s, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InputError(f"{name} must be a whole number ≥ 0, got {value!r}")
@@ -341,7 +349,7 @@ def _initial_latents(G: Generator, targets: Tensor, s: OptimizeSettings, render:
 
 def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: OptimizeSettings, render: _Renderer,
                loss_fn: CombinedLoss, op: Callable[[Tensor], Tensor], stats: _Stats, gen: torch.Generator,
-               callback: Callback | None) -> dict[str, Any]:
+               callback: Callback | None, extra_terms: ExtraTerms | None = None) -> dict[str, Any]:
     """Optimise one chunk of rows; returns best latents/noise/loss, steps run and the loss history.
 
     Every row keeps the best state it has been scored at. With latent noise the score of a step is
@@ -383,6 +391,10 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
             nr = noise_regularization(nz)
             terms["noise_reg"] = nr.detach()
             total = total + s.noise_reg * nr
+        for key, fn in (extra_terms or {}).items():
+            value = fn(lat, img)
+            terms[key] = value.detach()
+            total = total + value
         return total, terms, img
 
     def restore(rows: Tensor) -> None:
@@ -541,7 +553,8 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
 
 
 def optimize(G: Generator, target: Tensor, physics: Any = None, settings: OptimizeSettings | None = None, *,
-             discriminator: nn.Module | None = None, callback: Callback | None = None) -> InversionResult:
+             discriminator: nn.Module | None = None, callback: Callback | None = None,
+             extra_terms: ExtraTerms | None = None) -> InversionResult:
     """Invert ``target`` by optimisation (see module docstring).
 
     Args:
@@ -552,6 +565,8 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
         settings: :class:`OptimizeSettings` (defaults if None).
         discriminator: needed by the ``dfeat`` loss term.
         callback: ``callback(step, state)`` after every step (see :class:`InversionState`).
+        extra_terms: more objective terms, ``{name: fn(latent [n, *shape], image [n, C, H, W]) -> [n]}``,
+            already weighted (e.g. IDInvert's domain regulariser); logged under their names.
     """
     t0 = time.perf_counter()
     s = _validate(G, settings or OptimizeSettings())
@@ -565,50 +580,94 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
         stats = latent_stats(G, space)
         render = _Renderer(G, space, s.compile)
         gen = torch.Generator().manual_seed(int(s.seed))
-        init = _initial_latents(G, y, s, render, lambda img, tgt: loss_fn(op(img), tgt), stats, gen)
-        y_rows = y.repeat_interleave(K, dim=0)
-        rows = B * K
-        chunk = s.batch_size or auto_batch_size(G, rows)
-        if chunk >= K:  # keep a target's restarts in one chunk (they stop together at stop_loss)
-            chunk -= chunk % K
-        parts = []
-        for start in range(0, rows, chunk):
-            sl = slice(start, min(rows, start + chunk))
-            chunk_gen = torch.Generator().manual_seed(int(s.seed) * 1_000_003 + start)
-            parts.append(_run_chunk(G, y_rows[sl], init[sl], torch.arange(sl.start, sl.stop), s, render, loss_fn,
-                                    op, stats, chunk_gen, callback))
-        best_loss = torch.cat([p["loss"] for p in parts])
-        choice = best_loss.view(B, K).argmin(dim=1)
-        chosen = torch.arange(B, device=best_loss.device) * K + choice
-        latent = torch.cat([p["latent"] for p in parts])[chosen]
-        noise = None
-        if parts[0]["noise"] is not None:
-            noise = [torch.cat([p["noise"][i] for p in parts])[chosen] for i in range(len(parts[0]["noise"]))]
+        score = lambda img, tgt: loss_fn(op(img), tgt)  # noqa: E731
+
+        def solve(targets: Tensor, init: Tensor, seed_base: int, s: OptimizeSettings) -> dict[str, Any]:
+            """Optimise ``targets`` (``s.restarts`` rows each, from ``init``); per-target best of its rows."""
+            n_t, K = targets.shape[0], s.restarts
+            y_rows = targets.repeat_interleave(K, dim=0)
+            rows = n_t * K
+            chunk = s.batch_size or auto_batch_size(G, rows)
+            if chunk >= K:  # keep a target's restarts in one chunk (they stop together at stop_loss)
+                chunk -= chunk % K
+            parts = []
+            for start in range(0, rows, chunk):
+                sl = slice(start, min(rows, start + chunk))
+                chunk_gen = torch.Generator().manual_seed(seed_base * 1_000_003 + start)
+                parts.append(_run_chunk(G, y_rows[sl], init[sl], torch.arange(sl.start, sl.stop), s, render,
+                                        loss_fn, op, stats, chunk_gen, callback, extra_terms))
+            best_loss = torch.cat([p["loss"] for p in parts])
+            choice = best_loss.view(n_t, K).argmin(dim=1)
+            chosen = torch.arange(n_t, device=best_loss.device) * K + choice
+            noise = None
+            if parts[0]["noise"] is not None:
+                noise = [torch.cat([p["noise"][i] for p in parts])[chosen] for i in range(len(parts[0]["noise"]))]
+            keys = list(dict.fromkeys(k for p in parts for k in p["history"]))
+            length = max(p["length"] for p in parts)
+            history: dict[str, Tensor] = {}
+            for key in keys:
+                blocks = []
+                for p in parts:  # chunks that stopped early are padded with their last values
+                    h = p["history"].get(key)
+                    if h is None or h.shape[0] == 0:
+                        h = torch.full((length, p["loss"].shape[0]), math.nan, device=p["loss"].device)
+                    elif h.shape[0] < length:
+                        h = torch.cat([h, h[-1:].expand(length - h.shape[0], -1)])
+                    blocks.append(h)
+                history[key] = torch.cat(blocks, dim=1)[:, chosen.to(blocks[0].device)]  # [T, n_t]
+            return {"loss": best_loss[chosen], "latent": torch.cat([p["latent"] for p in parts])[chosen],
+                    "noise": noise, "steps": torch.cat([p["steps"] for p in parts])[chosen], "restart": choice,
+                    "history": history, "length": length}
+
+        init = _initial_latents(G, y, s, render, score, stats, gen)
+        best = solve(y, init, int(s.seed), s)
+        rounds = torch.ones(B, dtype=torch.long, device=best["loss"].device)
+        for retry in range(1, s.retries + 1):
+            assert s.stop_loss is not None
+            todo = (best["loss"] > s.stop_loss).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            # fresh, diverse starts for the targets still above the tolerance: random latents, twice as
+            # many each round (best-of-N candidates tend to share the basin the first round was stuck in)
+            s_retry = replace(s, init="random", restarts=K * 2 ** retry)
+            sub = solve(y[todo], _initial_latents(G, y[todo], s_retry, render, score, stats, gen),
+                        int(s.seed) + 7919 * retry, s_retry)
+            rounds[todo] += 1
+            better = todo[sub["loss"] < best["loss"][todo]]
+            take = (sub["loss"] < best["loss"][todo])
+            best["steps"][todo] += sub["steps"]
+            best["loss"][better] = sub["loss"][take]
+            best["latent"][better] = sub["latent"][take]
+            best["restart"][better] = sub["restart"][take] + K * (2 ** retry - 1)
+            if best["noise"] is not None:
+                for m, m_new in zip(best["noise"], sub["noise"]):
+                    m[better] = m_new[take]
+            # curves: the retried targets' new run is appended after the old one
+            new_len = best["length"] + sub["length"]
+            for key in set(best["history"]) | set(sub["history"]):
+                old = best["history"].get(key)
+                if old is None:
+                    old = torch.full((best["length"], B), math.nan, device=best["loss"].device)
+                ext = old[-1:].expand(sub["length"], B).clone() if old.shape[0] else \
+                    torch.full((sub["length"], B), math.nan, device=old.device)
+                if key in sub["history"]:
+                    ext[:, todo] = sub["history"][key].to(ext.device)
+                best["history"][key] = torch.cat([old, ext])
+            best["length"] = new_len
+        latent, noise = best["latent"], best["noise"]
         with torch.no_grad():
             image = render(latent, noise)
-            metrics: dict[str, Tensor] = {"loss": best_loss[chosen].cpu(),
-                                          "steps": torch.cat([p["steps"] for p in parts])[chosen].cpu(),
-                                          "restart": choice.cpu()}
+            metrics: dict[str, Tensor] = {"loss": best["loss"].cpu(), "steps": best["steps"].cpu(),
+                                          "restart": best["restart"].cpu()}
+            if s.retries:
+                metrics["rounds"] = rounds.cpu()
             metrics["data_fit"] = (op(image) - y).flatten(1).square().mean(1).cpu()
             if physics is None:
                 from ganinv import metrics as M
 
                 metrics["psnr"] = M.psnr(image, y).float().cpu()
                 metrics["ssim"] = M.ssim(image, y).float().cpu()
-        history: dict[str, list[list[float]]] = {}
-        keys = list(dict.fromkeys(k for p in parts for k in p["history"]))
-        length = max(p["length"] for p in parts)
-        for key in keys:
-            blocks = []
-            for p in parts:  # chunks that stopped early are padded with their last values
-                h = p["history"].get(key)
-                if h is None or h.shape[0] == 0:
-                    h = torch.full((length, p["loss"].shape[0]), math.nan, device=p["loss"].device)
-                elif h.shape[0] < length:
-                    h = torch.cat([h, h[-1:].expand(length - h.shape[0], -1)])
-                blocks.append(h)
-            steps_hist = torch.cat(blocks, dim=1)  # [T, rows]
-            history[key] = steps_hist[:, chosen.to(steps_hist.device)].tolist()
+        history = {key: h.tolist() for key, h in best["history"].items()}
     return InversionResult(latent=latent.detach(), space=space, image=G.to_display(image.detach()),
                            noise=[m.detach() for m in noise] if noise is not None else None, metrics=metrics,
                            history=history, method="optimize", seconds=time.perf_counter() - t0,

@@ -1,0 +1,195 @@
+"""Method comparison on the fixed 200 held-out digits: optimisation (W, W+), encoder, encoder +
+ReStyle refinement, hybrid (encoder start + optimisation), and PTI — one table, one process.
+
+Writes ``benchmarks/results/methods.json``, ``docs/methods.md`` and the README's table between
+``<!-- methods-table -->`` markers. Also measured in the same run:
+
+* the encoder's throughput (network forward alone, and forward + rendering), images/s;
+* how many W+ optimisation steps reach the hybrid's PSNR (from W+'s per-step MSE curves);
+* PTI's stored delta per image against the generator's size.
+
+PTI tunes from the W row's latents (its pivot, as PTI inverts into W first), so its time is the
+W row's time plus the tuning time.
+
+Run: ``python benchmarks/methods.py [--model mnist-stylegan2] [--images 200] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from readme_section import replace_section
+
+from ganinv import invert, zoo
+from ganinv.data import heldout_subset
+from ganinv.encoders import resolve_encoder
+from ganinv.inverters.base import InversionResult
+from ganinv.inverters.pti import PTISettings, delta_bytes, invert_pti
+from ganinv.metrics import class_preservation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+W_STEPS = 500  # the engine's default number of steps (W and W+ rows)
+HYBRID_STEPS = W_STEPS // 5
+REFINE_PASSES = 5  # ReStyle's default
+
+
+def row(label: str, r: InversionResult, images: torch.Tensor, classifier: torch.nn.Module, seconds: float,
+        steps: str, **extra: Any) -> dict[str, Any]:
+    kept = class_preservation(classifier, images, r.image)
+    return {"method": label, "images": len(images), "psnr": float(r.metrics["psnr"].mean()),
+            "ssim": float(r.metrics["ssim"].mean()), "class_kept": float(kept.float().mean()),
+            "seconds_per_image": seconds / len(images), "seconds": seconds, "steps": steps,
+            "per_image_psnr": [round(float(v), 3) for v in r.metrics["psnr"]], **extra}
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def psnr_curve(r: InversionResult) -> list[float]:
+    """Mean PSNR over images after each step, from the per-step MSE term of the history."""
+    curve = []
+    for step in r.history.get("mse", []):
+        vals = [-10 * math.log10(max(v, 1e-10)) for v in step if v == v]
+        curve.append(sum(vals) / len(vals) if vals else float("nan"))
+    return curve
+
+
+def encoder_rate(G: Any, seconds: float = 4.0, batch: int = 256) -> dict[str, float]:
+    """Images/s of one encoder pass (network alone) and of encoder + rendering, at ``batch``."""
+    enc = resolve_encoder(None, G)
+    x = G.sample(batch, seed=3)
+    start = torch.zeros_like(x)
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, fn in (("network", lambda: enc(x, start)),
+                         ("with_rendering", lambda: G.synthesize(enc(x, start), "w+" if "w+" in G.latent_spaces
+                                                                 else "z"))):
+            fn()
+            done, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                fn()
+                done += batch
+            out[name] = done / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mnist-stylegan2")
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pti-steps", type=int, default=PTISettings.steps)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    G = zoo.load(args.model)
+    classifier = zoo.load_classifier()
+    images, _ = heldout_subset(args.images)
+    w_space = "w" if "w" in G.latent_spaces else "z"
+    full_space = G.default_space
+    rows = []
+
+    def report(r: dict[str, Any]) -> None:
+        rows.append(r)
+        print(f"{r['method']:<34} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  class kept {r['class_kept']:6.1%}  "
+              f"{r['seconds_per_image']:.3f} s/image", flush=True)
+
+    w_res, w_sec = timed(lambda: invert(G, images, space=w_space, steps=W_STEPS))
+    report(row(f"optimisation ({w_space.upper()})", w_res, images, classifier, w_sec, str(W_STEPS)))
+    if full_space != w_space:
+        wp_res, wp_sec = timed(lambda: invert(G, images, space=full_space, steps=W_STEPS))
+        report(row(f"optimisation ({full_space.upper()})", wp_res, images, classifier, wp_sec, str(W_STEPS)))
+    else:
+        wp_res, wp_sec = w_res, w_sec
+    enc_res, enc_sec = timed(lambda: invert(G, images, method="encoder"))
+    report(row("encoder (1 pass)", enc_res, images, classifier, enc_sec, "1 pass"))
+    ref_res, ref_sec = timed(lambda: invert(G, images, method="encoder", passes=REFINE_PASSES))
+    report(row(f"encoder + refinement ({REFINE_PASSES} passes)", ref_res, images, classifier, ref_sec,
+               f"{REFINE_PASSES} passes"))
+    hyb_res, hyb_sec = timed(lambda: invert(G, images, method="hybrid", steps=HYBRID_STEPS))
+    report(row("hybrid (encoder + optimisation)", hyb_res, images, classifier, hyb_sec, f"1 pass + {HYBRID_STEPS}"))
+    pti_settings = PTISettings(steps=args.pti_steps)
+    pti_res, pti_sec = timed(lambda: invert_pti(G, images, pti_settings, pivot=w_res))
+    sizes = [delta_bytes(d) for d in pti_res.deltas or []]
+    report(row("PTI (W pivot + generator tuning)", pti_res, images, classifier, w_sec + pti_sec,
+               f"{W_STEPS} + ≤{args.pti_steps}", tuning_steps_mean=float(pti_res.metrics["steps"].float().mean())))
+
+    curve = psnr_curve(wp_res)
+    hybrid_psnr = rows[-2]["psnr"] if rows[-2]["method"].startswith("hybrid") else float("nan")
+    reach = next((i + 1 for i, v in enumerate(curve) if v >= hybrid_psnr), None)
+    gen_file = zoo.model_dir(args.model) / "model.safetensors"
+    gen_params = sum(p.numel() * p.element_size() for p in G.parameters())
+    rates = encoder_rate(G)
+    by = {r["method"]: r for r in rows}
+    wp_row = by[f"optimisation ({full_space.upper()})"]
+    results = {
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "platform": platform.platform()},
+        "model": args.model, "images": len(images), "rows": rows,
+        "encoder_images_per_s": rates,
+        "hybrid": {"steps": HYBRID_STEPS, "wplus_steps": W_STEPS, "hybrid_psnr": hybrid_psnr,
+                   "wplus_psnr": wp_row["psnr"], "wplus_steps_to_reach_hybrid_psnr": reach,
+                   "wplus_psnr_curve": [round(v, 3) for v in curve]},
+        "pti": {"delta_bytes_mean": sum(sizes) / max(1, len(sizes)), "generator_file_bytes": gen_file.stat().st_size,
+                "generator_parameter_bytes": gen_params, "rank": pti_settings.rank,
+                "gain_over_wplus_db": by["PTI (W pivot + generator tuning)"]["psnr"] - wp_row["psnr"]},
+    }
+    out_json = ROOT / "benchmarks" / "results" / "methods.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "docs" / "methods.md").write_text(render(results))
+    replace_section("methods-table", table(results))
+    print(f"wrote {out_json}, docs/methods.md and the README's methods table")
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = [f"| `{r['model']}`, {r['images']} held-out digits | steps | PSNR | SSIM | class kept | s / image |",
+             "|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['method']} | {row['steps']} | {row['psnr']:.2f} | {row['ssim']:.4f} | "
+                     f"{row['class_kept']:.1%} | {row['seconds_per_image']:.3f} |")
+    e, h, p = r["encoder_images_per_s"], r["hybrid"], r["pti"]
+    reach = h["wplus_steps_to_reach_hybrid_psnr"]
+    lines += ["", f"Encoder: {e['network']:.0f} images/s (network), {e['with_rendering']:.0f} images/s with the "
+              f"rendering. Hybrid: {h['hybrid_psnr']:.2f} dB after {h['steps']} steps; W+ optimisation "
+              + (f"needs {reach} of its {h['wplus_steps']} steps to get there"
+                 if reach else f"never gets there in {h['wplus_steps']} steps ({h['wplus_psnr']:.2f} dB)")
+              + f". PTI: {p['gain_over_wplus_db']:+.2f} dB over W+ optimisation; its delta is "
+              f"{p['delta_bytes_mean'] / 1024:.0f} KiB per image, "
+              f"{p['delta_bytes_mean'] / p['generator_file_bytes']:.1%} of the generator file "
+              f"({p['generator_file_bytes'] / 1024:.0f} KiB)."]
+    return "\n".join(lines)
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    return "\n".join([
+        "# Inversion methods compared", "",
+        f"Generated by `python benchmarks/methods.py` in one process (torch {m['torch']}, {m['cpu_threads']} "
+        f"threads, {m['platform']}), on the fixed {r['images']} held-out digits of `ganinv.data.heldout_subset` "
+        f"(never seen by the GANs or the encoders). Times are wall-clock on a shared 2-core machine; compare rows "
+        "with each other. Class kept = the bundled classifier gives the reconstruction the input's class.", "",
+        table(r), "",
+        "Rows: optimisation uses the engine's defaults (best-of-64 start, Adam with NVIDIA's schedule, noise maps "
+        "optimised jointly) in W and in W+; the encoder is the bundled ReStyle-style pyramid encoder (one pass, "
+        "then refinement passes that see the current reconstruction); hybrid starts the W+ optimisation at the "
+        "encoder's code and runs a fifth of the steps; PTI tunes low-rank weight deltas of the synthesis network "
+        "from the W row's codes (its pivots), stopping an image at 55 dB or after the step limit. PTI's time "
+        "includes its pivot's.", "",
+    ]) + "\n"
+
+
+if __name__ == "__main__":
+    main()
