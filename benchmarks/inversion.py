@@ -146,6 +146,7 @@ def main() -> None:
             print(f"recovery {name}: {r['recovered_40db']:.1%} ≥ 40 dB, median {r['median_psnr']:.1f} dB, "
                   f"{r['seconds_per_image']:.2f} s/image", flush=True)
             results["recovery"].append(r)
+        results["recovery_machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
 
     if "real" not in skip:
         G = zoo.load("mnist-stylegan2")
@@ -239,7 +240,10 @@ def render(r: dict) -> str:
         lines += ["## Exact recovery", "",
                   "Targets are the generator's own images of random latents (W for StyleGAN2, z for the DCGAN); a "
                   "target counts as recovered at PSNR ≥ 40 dB. Recipe: "
-                  f"`{json.dumps(r['recovery'][0]['settings'])}`.", "",
+                  f"`{json.dumps(r['recovery'][0]['settings'])}`."
+                  + (f" This section ran with {r['recovery_machine']['cpu_threads']} thread(s), on a machine shared "
+                     "with other jobs: its times are not comparable with the sections above."
+                     if "recovery_machine" in r else ""), "",
                   readme_table({"recovery": r["recovery"]}).strip(), ""]
     if "throughput" in r:
         t = r["throughput"]
