@@ -113,6 +113,8 @@ def train_encoder(
     w_delta: Annotated[float, typer.Option(min=0.0, help="Weight of e4e's delta-norm regulariser.")] = 2e-4,
     width: Annotated[int, typer.Option(min=4, help="Channels of the encoder's first level.")] = 16,
     val_every: Annotated[int, typer.Option(min=1, help="Validate on held-out digits every N steps.")] = 250,
+    val_images: Annotated[int, typer.Option(min=10, max=800, help="Held-out digits used for validation "
+                                            "(never the benchmark's 200).")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
@@ -130,7 +132,8 @@ def train_encoder(
     zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
     cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
-                             w_delta=w_delta, width=width, val_every=val_every, seed=seed)
+                             w_delta=w_delta, width=width, val_every=val_every, val_images=val_images,
+                             seed=seed)
     trainer = EncoderTrainer(out, cfg, device=resolve_device(device))
     if trainer.iteration:
         console.print(f"resuming {out} at iteration {trainer.iteration}")

@@ -72,7 +72,7 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
         options = {**PRESETS[preset], **options}
-    if method != "optimize" and physics is not None and method != "pti":
+    if method != "optimize" and physics is not None:
         raise InputError(f"method {method!r} inverts clean images; use method 'optimize' with physics")
     if method == "optimize":
         mine, _ = _split(options, _OPT_FIELDS, method, None)
@@ -89,8 +89,6 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         merged = replace(merged, optimize={**merged.optimize, **opt})
         return invert_hybrid(G, target, None, merged, encoder=encoder, discriminator=discriminator,
                              callback=callback)
-    if physics is not None:
-        raise InputError("method 'pti' inverts clean images; use method 'optimize' with physics")
     mine, opt = _split(options, {f.name for f in fields(PTISettings)}, method, "optimize")
     base_p = settings if isinstance(settings, PTISettings) else PTISettings()
     merged_p = replace(base_p, **mine)

@@ -56,7 +56,7 @@ def encode(G: Generator, target: Tensor, encoder: nn.Module | str | Path | None 
     ``per-pass images`` is filled only with ``keep_passes`` (used for ReStyle's progress plots).
     """
     from ganinv.encoders import resolve_encoder
-    from ganinv.train.encoder import encoder_space
+    from ganinv.train.encoder import encoder_space, render_start
 
     if passes < 1:
         raise InputError(f"passes must be ≥ 1, got {passes}")
@@ -64,7 +64,7 @@ def encode(G: Generator, target: Tensor, encoder: nn.Module | str | Path | None 
     y = _check_images(G, target)
     space = encoder_space(G)
     lo, hi = G.output_range
-    start_img = (G._native(enc.start_latent[None], space, None) - lo) / (hi - lo)
+    start_img = render_start(enc, G, space)
     lats, imgs, per_pass = [], [], []
     for chunk in y.split(batch_size or 256):
         cur_lat = enc.start_latent.expand(chunk.shape[0], *enc.start_latent.shape)

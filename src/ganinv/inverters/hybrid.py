@@ -53,7 +53,7 @@ def invert_hybrid(G: Generator, target: Tensor, physics: Any = None, settings: H
     from ganinv.encoders import resolve_encoder
     from ganinv.inverters.encoder import encode
     from ganinv.inverters.optimize import OptimizeSettings, latent_stats, optimize
-    from ganinv.train.encoder import encoder_space
+    from ganinv.train.encoder import encoder_space, render_start
 
     s = settings or HybridSettings()
     if s.domain < 0:
@@ -74,8 +74,7 @@ def invert_hybrid(G: Generator, target: Tensor, physics: Any = None, settings: H
     extra = None
     if s.domain > 0:
         var = latent_stats(G, space).var
-        start_img = ((G._native(enc.start_latent[None], space, None) - G.output_range[0])
-                     / (G.output_range[1] - G.output_range[0])).detach()
+        start_img = render_start(enc, G, space).detach()
 
         def domain(lat: Tensor, img: Tensor) -> Tensor:
             re = enc(img, start_img.expand(img.shape[0], *start_img.shape[1:]),

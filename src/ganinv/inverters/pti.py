@@ -215,7 +215,7 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
     loss_fn = CombinedLoss.from_spec(s.loss).to(G.device)
     lo, hi = G.output_range
     gen = torch.Generator().manual_seed(int(s.seed) + 17)
-    history: dict[str, list[list[float]]] = {"loss": [], "psnr": []}
+    history: dict[str, list[list[float]]] = {"loss": []}
     deltas: list[dict[str, Tensor]] = []
     steps_run = torch.zeros(B, dtype=torch.long)
     with _FrozenGenerator(G):
@@ -288,7 +288,6 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
         length = max((len(h) for h in hist_rows), default=0)
         for step in range(length):
             history["loss"].append([v for h in hist_rows for v in (h[min(step, len(h) - 1)] if h else [])])
-        history.pop("psnr")
         # the reconstruction is rendered through apply_deltas, the same path a reload takes
         images = []
         with torch.no_grad():

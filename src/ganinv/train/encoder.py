@@ -74,9 +74,6 @@ def validation_split(n: int = 200) -> tuple[Tensor, Tensor]:
     return images[idx], labels[idx]
 
 
-_orig_val = validation_split
-
-
 def encoder_space(G: Generator) -> str:
     """The space an encoder for ``G`` predicts: W+ when the generator has it, else z."""
     return "w+" if "w+" in G.latent_spaces else "z"
@@ -96,6 +93,12 @@ def build_encoder(G: Generator, cfg: EncoderTrainConfig) -> PyramidEncoder:
     return enc
 
 
+def render_start(encoder: PyramidEncoder, G: Generator, space: str) -> Tensor:
+    """``G``'s rendering of the encoder's start latent, ``[1, C, H, W]`` in nominal [0, 1] (pass 0's input)."""
+    lo, hi = G.output_range
+    return (G._native(encoder.start_latent[None], space, None) - lo) / (hi - lo)
+
+
 def run_passes(encoder: PyramidEncoder, G: Generator, images: Tensor, passes: int, space: str,
                start_image: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
     """ReStyle refinement: ``passes`` × (latent, rendering in [0, 1]); inputs of each pass are detached."""
@@ -103,7 +106,7 @@ def run_passes(encoder: PyramidEncoder, G: Generator, images: Tensor, passes: in
     B = images.shape[0]
     if start_image is None:
         with torch.no_grad():
-            start_image = (G._native(encoder.start_latent[None], space, None) - lo) / (hi - lo)
+            start_image = render_start(encoder, G, space)
     cur_img = start_image.expand(B, *start_image.shape[1:])
     cur_lat = encoder.start_latent.expand(B, *encoder.start_latent.shape)
     out = []
@@ -357,5 +360,5 @@ class EncoderTrainer:
         return meta
 
 
-__all__ = ["EncoderTrainConfig", "EncoderTrainer", "build_encoder", "encoder_space", "run_passes",
+__all__ = ["EncoderTrainConfig", "EncoderTrainer", "build_encoder", "encoder_space", "render_start", "run_passes",
            "validation_split"]
