@@ -92,7 +92,10 @@ def test_bundled_stylegan2_through_rosinality_and_nvidia_formats(tmp_path):
     assert outs[0] == outs[1]
 
 
-def test_demo_samples_every_bundled_generator(tmp_path):
+def test_demo_samples_every_bundled_generator(tmp_path, monkeypatch):
+    import ganinv.cli.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_RESTORE", {**demo.DEMO_RESTORE, "steps": 5})  # the restore part has its test
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "-n", "16"])
     assert result.exit_code == 0, result.output
     for name in GENERATORS:

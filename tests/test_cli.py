@@ -25,7 +25,8 @@ def run(*args: str):
 def test_help_lists_commands():
     result = run("--help")
     assert result.exit_code == 0
-    for cmd in ("models", "sample", "info", "demo", "invert", "train-gan", "train-classifier", "train-encoder"):
+    for cmd in ("models", "sample", "info", "demo", "invert", "restore", "train-gan", "train-classifier",
+                "train-encoder"):
         assert cmd in result.output
 
 

@@ -206,8 +206,12 @@ def test_demo_inverts_example_digits(tmp_path, monkeypatch):
     import ganinv.cli.demo as demo
 
     monkeypatch.setattr(demo, "DEMO_OPTIONS", {"steps": 3})  # the real demo uses the engine's defaults
+    monkeypatch.setattr(demo, "DEMO_RESTORE", {**demo.DEMO_RESTORE, "steps": 3})
     result = run("demo", "--out", tmp_path, "-n", "4")
     _assert_ok(result)
+    restored = json.loads((tmp_path / "restore" / "summary.json").read_text())
+    assert restored["task"] == "inpaint" and len(restored["records"]) == 10
+    assert len(restored["records"][0]["hypotheses"]) == 3 and (tmp_path / "restore" / "grid.png").is_file()
     assert (tmp_path / "mnist-stylegan2_samples.png").is_file()
     summary = json.loads((tmp_path / "invert" / "summary.json").read_text())
     assert [r["stem"] for r in summary["records"]] == [f"digit_{i}" for i in range(10)]

@@ -75,6 +75,9 @@ def test_mse_and_l1_known_values():
 def test_shape_mismatch_is_input_error():
     with pytest.raises(InputError, match="same shape"):
         mse(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 9))
+    with pytest.raises(InputError, match="same shape"):
+        l1(torch.rand(2), torch.rand(2))  # a batch of scalars is not a batch of observations
+    assert mse(torch.zeros(3, 5), torch.ones(3, 5)).tolist() == [1.0, 1.0, 1.0]  # measurement vectors
     with pytest.raises(InputError, match=r"\[B, C, H, W\]"):
         ssim_loss(torch.rand(1, 8, 8), torch.rand(1, 8, 8))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ganinv.cli import demo, evaluate, info, invert, models, sample, train
+from ganinv.cli import demo, evaluate, info, invert, models, restore, sample, train
 from ganinv.cli.common import friendly_errors
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ for name, command in {
     "train-encoder": train.train_encoder,
     "eval": evaluate.evaluate,
     "invert": invert.invert,
+    "restore": restore.restore,
 }.items():
     app.command(name)(friendly_errors(command))
 

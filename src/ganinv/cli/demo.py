@@ -17,6 +17,8 @@ from ganinv.generators.base import Generator
 DEMO_OPTIONS: dict[str, object] = {}
 #: ... except that it runs at most this many steps, to stay quick (~30 s on 2 CPU cores).
 DEMO_MAX_STEPS = 150
+#: The restoration the demo shows: a hole in the middle of every example digit, three hypotheses each.
+DEMO_RESTORE = {"task_name": "inpaint", "hypotheses": 3, "steps": 100, "restarts": 1}
 
 
 def example_digits() -> list[Path]:
@@ -51,8 +53,9 @@ def demo(
     n: Annotated[int, typer.Option("-n", "--num", min=1, max=1024, help="Samples per model.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Sample every bundled generator into OUT and classify the samples with the bundled classifier; then invert
-    the example digits with the default model into OUT/invert (as `ganinv invert` does) and score them."""
+    """Sample every bundled generator into OUT and classify the samples with the bundled classifier; invert
+    the example digits with the default model into OUT/invert (as `ganinv invert` does) and score them; then
+    cut a hole in each and restore it three ways into OUT/restore (as `ganinv restore --simulate` does)."""
     from ganinv import zoo
     from ganinv.io import save_grid
 
@@ -94,3 +97,12 @@ def demo(
     run_inversion(G, zoo.DEFAULT_MODEL, targets, invert_dir, options=options, failures=failures,
                   title=f"ganinv demo — {len(targets)} digits inverted with {zoo.DEFAULT_MODEL}")
     report_failures(failures)
+
+    paths = example_digits()
+    if paths:
+        from ganinv.cli.restore import restore
+
+        restore_dir = out_dir / "restore"
+        console.print(f"restoring the example digits with a hole in the middle ({DEMO_RESTORE['hypotheses']} "
+                      f"hypotheses each, {DEMO_RESTORE['steps']} steps) into {restore_dir}")
+        restore(inputs=[paths[0].parent], out_dir=restore_dir, simulate=True, **DEMO_RESTORE)  # type: ignore[arg-type]

@@ -216,6 +216,19 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     if method == "encoder":
         return _Plan(steps=0, extra_steps=0, restarts=1, chunks=1)
+    if method == "multicode":
+        from ganinv.inverters.multicode import MultiCodeSettings
+
+        codes = int(options.get("codes", MultiCodeSettings.codes))
+        if codes < 1:
+            raise InputError(f"--codes must be ≥ 1, got {codes}")
+        if options.get("layer") is not None:
+            G.check_feature_layer(int(options["layer"]))
+        else:
+            G.default_feature_layer()  # a generator without intermediate features: clear error now
+        per = max(1, 256 // codes)
+        return _Plan(steps=int(options.get("steps", MultiCodeSettings.steps)), extra_steps=0, restarts=1,
+                     chunks=math.ceil(n_images / per))
     options = dict(options)
     tune_steps = 0
     if method == "hybrid":
@@ -315,12 +328,12 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         raise InputError("no images to invert")
     check_out_dir(out_dir)
     check_video_path(video)
-    if video is not None and method not in ("optimize", "hybrid"):
+    if video is not None and method not in ("optimize", "hybrid", "multicode"):
         raise InputError(f"--video shows an optimisation: use it with --method optimize or hybrid, not {method}")
     B = len(targets)
     y = torch.stack([t.image for t in targets])
     plan_opts = {**options, **({"pti_steps": method_options["steps"]} if method == "pti" and "steps" in
-                               method_options else {})}
+                               method_options else {}), **(method_options if method == "multicode" else {})}
     plan = plan_for(G, B, plan_opts, preset, method)
     total = plan.per_chunk * plan.chunks
     noun = "image" if B == 1 else "images"
@@ -374,6 +387,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
         elif method == "encoder":
             result = invert(G, y, method=method, **extra, **method_options)
+        elif method == "multicode":
+            result = invert(G, y, method=method, callback=callback, **method_options, **options)
         elif method == "pti":  # the optimisation options make the pivot; --pti-steps/--rank the tuning
             result = invert(G, y, method=method, callback=callback, pivot=options, **method_options)
         else:
@@ -505,8 +520,12 @@ def invert(
     generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
     image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: Annotated[str, typer.Option(help="optimize, encoder (one pass + --passes refinement), hybrid "
-                                        "(encoder start, then optimisation) or pti (pivot + generator tuning, "
-                                        "saved as weight deltas).")] = "optimize",
+                                        "(encoder start, then optimisation), pti (pivot + generator tuning, "
+                                        "saved as weight deltas) or multicode (N codes blended at a layer, "
+                                        "mGANprior).")] = "optimize",
+    codes: Annotated[Optional[int], typer.Option(help="multicode: number of codes (10).")] = None,
+    layer: Annotated[Optional[int], typer.Option(help="multicode: composition layer, 1-based (default 2 = 8×8).")
+                     ] = None,
     encoder: Annotated[Optional[str], typer.Option(help="Encoder folder or bundled name for --method encoder/"
                                                    "hybrid (default: the bundled one for the model).")] = None,
     passes: Annotated[Optional[int], typer.Option(help="Encoder passes (ReStyle refinement; encoder/hybrid).")
@@ -569,12 +588,14 @@ def invert(
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},
-                    "pti": {"steps": pti_steps, "rank": rank}}.get(method, {})
+                    "pti": {"steps": pti_steps, "rank": rank},
+                    "multicode": {"codes": codes, "layer": layer}}.get(method, {})
     method_options = {k: v for k, v in method_given.items() if v is not None}
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
                                           ("--domain", domain, ("hybrid",)),
                                           ("--pti-steps", pti_steps, ("pti",)), ("--rank", rank, ("pti",)),
-                                          ("--encoder", encoder, ("encoder", "hybrid")))
+                                          ("--encoder", encoder, ("encoder", "hybrid")),
+                                          ("--codes", codes, ("multicode",)), ("--layer", layer, ("multicode",)))
              if value is not None and method not in ok]
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")

@@ -175,6 +175,41 @@ class Generator(nn.Module):
             lat = self.truncate(lat, truncation, space)
         return self.to_display(self.synthesize(lat, space))
 
+    # ----- intermediate features (multi-code inversion) ------------------------------
+    def feature_layers(self) -> list[str]:
+        """Names of the layers where :meth:`render_head` can stop (index ``k`` ↔ name ``k - 1``),
+        e.g. ``["4x4", "8x8", "16x16"]``; empty for generators that expose no features."""
+        return []
+
+    def default_feature_layer(self) -> int:
+        """The composition layer used when none is chosen (mGANprior composes at a middle layer)."""
+        layers = self.feature_layers()
+        if not layers:
+            raise InputError(f"the {self.arch} generator exposes no intermediate features; multi-code inversion "
+                             f"needs a StyleGAN2 or DCGAN generator")
+        return min(2, len(layers))
+
+    def check_feature_layer(self, layer: int) -> int:
+        layers = self.feature_layers()
+        if not layers:
+            self.default_feature_layer()  # raises the clear message
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= len(layers):
+            named = ", ".join(f"{i + 1} ({n})" for i, n in enumerate(layers))
+            raise InputError(f"composition layer must be one of {named}; got {layer!r}")
+        return layer
+
+    def tail_shape(self, layer: int) -> tuple[int, ...] | None:
+        """Per-sample shape of the latent the layers after ``layer`` take (None: they take none)."""
+        return None
+
+    def render_head(self, latent: Tensor, space: str, layer: int) -> list[Tensor]:
+        """Run the generator up to ``layer`` → its state, a list of ``[B, C_i, H_i, W_i]`` feature maps."""
+        raise InputError(f"the {self.arch} generator exposes no intermediate features")
+
+    def render_tail(self, state: list[Tensor], tail: Tensor | None, layer: int) -> Tensor:
+        """Continue from a (possibly composed) ``state`` after ``layer`` → native image ``[B, C, H, W]``."""
+        raise InputError(f"the {self.arch} generator exposes no intermediate features")
+
     # ----- config ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (plus ``arch``)."""

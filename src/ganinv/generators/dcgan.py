@@ -56,6 +56,19 @@ class DCGANGenerator(Generator):
     def _native(self, latent: Tensor, space: str, noise: list[Tensor] | None) -> Tensor:
         return self.net(latent.view(latent.shape[0], self.z_dim, 1, 1))
 
+    def feature_layers(self) -> list[str]:
+        n_up = int(math.log2(self.resolution)) - 2
+        return [f"{4 * 2 ** k}x{4 * 2 ** k}" for k in range(n_up)]
+
+    def render_head(self, latent: Tensor, space: str, layer: int) -> list[Tensor]:
+        """z → the activations after the ``layer``-th transposed-conv block (BatchNorm + ReLU)."""
+        self.check_feature_layer(layer)
+        return [self.net[:3 * layer](latent.view(latent.shape[0], self.z_dim, 1, 1))]
+
+    def render_tail(self, state: list[Tensor], tail: Tensor | None, layer: int) -> Tensor:
+        self.check_feature_layer(layer)
+        return self.net[3 * layer:](state[0])
+
     def forward(self, z: Tensor) -> Tensor:
         """Training-style call: z ``[B, z_dim]`` → native image in [-1, 1]."""
         return self._native(z, "z", None)

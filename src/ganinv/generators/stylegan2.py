@@ -381,14 +381,54 @@ class StyleGAN2Generator(Generator):
         """w+ ``[B, num_ws, w_dim]`` and per-layer noise → native image ``[B, C, H, W]`` in ~[-1, 1]."""
         out = self.conv1(self.input(ws.shape[0]), ws[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, ws[:, 1])
+        out, skip = self._blocks(out, skip, ws, noise, 0, len(self.to_rgbs))
+        return self._finish(skip)
+
+    def _blocks(self, out: Tensor, skip: Tensor, ws: Tensor, noise: list[Tensor | None], first: int,
+                last: int) -> tuple[Tensor, Tensor]:
+        """Upsampling blocks ``first … last − 1`` (block ``b`` renders 8·2^b px); ``ws[:, 1]`` is the
+        first code of block ``first`` (global w+ row ``2·first + 1``), the following rows continue."""
         i = 1
-        for conv_up, conv, n1, n2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2],
-                                                 self.to_rgbs):
-            out = conv_up(out, ws[:, i], noise=n1)
-            out = conv(out, ws[:, i + 1], noise=n2)
-            skip = to_rgb(out, ws[:, i + 2], skip)
+        for b in range(first, last):
+            out = self.convs[2 * b](out, ws[:, i], noise=noise[2 * b + 1])
+            out = self.convs[2 * b + 1](out, ws[:, i + 1], noise=noise[2 * b + 2])
+            skip = self.to_rgbs[b](out, ws[:, i + 2], skip)
             i += 2
+        return out, skip
+
+    def _finish(self, skip: Tensor) -> Tensor:
         return torch.tanh(skip) if self.output_activation == "tanh" else skip
+
+    # ----- intermediate features (multi-code inversion) ----------------------------
+    def feature_layers(self) -> list[str]:
+        """Resolutions after which the synthesis can be split: ``4x4`` … half the output size."""
+        return [f"{2 ** r}x{2 ** r}" for r in range(2, self.log_size)]
+
+    def tail_shape(self, layer: int) -> tuple[int, ...] | None:
+        """The layers after ``layer`` take the w+ rows ``2·layer − 1 …`` (the last toRGB of the head
+        and the tail share row ``2·layer − 1``)."""
+        self.check_feature_layer(layer)
+        return (self.num_ws - (2 * layer - 1), self.w_dim)
+
+    def render_head(self, latent: Tensor, space: str, layer: int) -> list[Tensor]:
+        """Synthesis up to ``layer`` with the stored noise → ``[features, skip image]``."""
+        self.check_feature_layer(layer)
+        ws = self.convert(latent, space, "w+")
+        noise = self.stored_noise()
+        out = self.conv1(self.input(ws.shape[0]), ws[:, 0], noise=noise[0])
+        skip = self.to_rgb1(out, ws[:, 1])
+        if layer > 1:
+            out, skip = self._blocks(out, skip, ws, list(noise), 0, layer - 1)
+        return [out, skip]
+
+    def render_tail(self, state: list[Tensor], tail: Tensor | None, layer: int) -> Tensor:
+        """Continue from ``[features, skip]`` with the tail codes ``tail`` ``[B, *tail_shape(layer)]``."""
+        shape = self.tail_shape(layer)
+        if tail is None or tuple(tail.shape[1:]) != shape:
+            raise InputError(f"the StyleGAN2 tail after layer {layer} needs codes of shape {list(shape or ())}")
+        ws = torch.cat([tail[:, :1], tail], dim=1)  # _blocks reads its first code at index 1
+        out, skip = self._blocks(state[0], state[1], ws, list(self.stored_noise()), layer - 1, len(self.to_rgbs))
+        return self._finish(skip)
 
     def forward(self, z: Tensor, truncation: float = 1.0, random_noise: bool = False) -> Tensor:
         """Training-style call: z ``[B, z_dim]`` → native image ``[B, C, H, W]`` in ~[-1, 1]."""

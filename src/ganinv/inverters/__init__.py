@@ -7,6 +7,7 @@ optimize     optimisation in z / w / w+ (+ noise maps) — :mod:`ganinv.inverter
 encoder      one pass of a trained encoder (+ ReStyle refinement passes) — :mod:`.encoder`
 hybrid       encoder initialisation, then optimisation (iGAN; IDInvert's domain regulariser) — :mod:`.hybrid`
 pti          pivot in W, then per-image generator tuning stored as compact deltas — :mod:`.pti`
+multicode    N codes blended at an intermediate layer (mGANprior) — :mod:`.multicode`
 ============ ===================================================================================
 """
 
@@ -23,10 +24,13 @@ from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult, InversionState
 from ganinv.inverters.encoder import EncoderSettings, invert_encoder
 from ganinv.inverters.hybrid import HybridSettings, invert_hybrid
+from ganinv.inverters.multicode import MultiCodeSettings, invert_multicode, render_multicode
 from ganinv.inverters.optimize import PRESETS, Callback, OptimizeSettings, optimize
 from ganinv.inverters.pti import PTISettings, invert_pti
 
-METHODS = ("optimize", "encoder", "hybrid", "pti")
+METHODS = ("optimize", "encoder", "hybrid", "pti", "multicode")
+#: methods that accept a forward operator (restoration)
+PHYSICS_METHODS = ("optimize", "multicode")
 
 _OPT_FIELDS = {f.name for f in fields(OptimizeSettings)}
 
@@ -50,13 +54,15 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
     Args:
         G: the generator (frozen for the call, restored after).
         target: ``[B, C, H, W]`` images in [0, 1], or observations ``y = A(x)`` when ``physics`` is given.
-        physics: None, a callable forward operator, or a deepinv physics object (``optimize`` only).
+        physics: None, a callable forward operator, or a deepinv physics object (``optimize`` and
+            ``multicode``).
         method: one of :data:`METHODS`.
         preset: start from a reference schedule (``"nvidia"``, ``"rosinality"``) — ``optimize`` only.
         discriminator: for the ``dfeat`` loss term.
         callback: ``callback(step, state)`` per optimisation step.
         settings: the method's settings object (:class:`OptimizeSettings`, :class:`EncoderSettings`,
-            :class:`HybridSettings`, :class:`PTISettings`); ``options`` override its fields.
+            :class:`HybridSettings`, :class:`PTISettings`, :class:`MultiCodeSettings`); ``options``
+            override its fields.
         encoder: ``encoder``/``hybrid``: an encoder module, a model folder or a bundled name; None finds
             the bundled encoder trained for ``G`` (an encoder trained for another generator is refused).
         options: fields of the method's settings. For ``hybrid`` and ``pti``, optimisation options
@@ -72,8 +78,8 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         if preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; available: {', '.join(PRESETS)}")
         options = {**PRESETS[preset], **options}
-    if method != "optimize" and physics is not None:
-        raise InputError(f"method {method!r} inverts clean images; use method 'optimize' with physics")
+    if method not in PHYSICS_METHODS and physics is not None:
+        raise InputError(f"method {method!r} inverts clean images; use method 'optimize' or 'multicode' with physics")
     if method == "optimize":
         mine, _ = _split(options, _OPT_FIELDS, method, None)
         base = settings if isinstance(settings, OptimizeSettings) else OptimizeSettings()
@@ -89,6 +95,10 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         merged = replace(merged, optimize={**merged.optimize, **opt})
         return invert_hybrid(G, target, None, merged, encoder=encoder, discriminator=discriminator,
                              callback=callback)
+    if method == "multicode":
+        mine, _ = _split(options, {f.name for f in fields(MultiCodeSettings)}, method, None)
+        base_m = settings if isinstance(settings, MultiCodeSettings) else MultiCodeSettings()
+        return invert_multicode(G, target, physics, replace(base_m, **mine), callback=callback)
     mine, opt = _split(options, {f.name for f in fields(PTISettings)}, method, "optimize")
     base_p = settings if isinstance(settings, PTISettings) else PTISettings()
     merged_p = replace(base_p, **mine)
@@ -96,5 +106,5 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
     return invert_pti(G, target, merged_p, callback=callback)
 
 
-__all__ = ["METHODS", "EncoderSettings", "HybridSettings", "InversionResult", "InversionState",
-           "OptimizeSettings", "PTISettings", "invert", "optimize"]
+__all__ = ["METHODS", "PHYSICS_METHODS", "EncoderSettings", "HybridSettings", "InversionResult", "InversionState",
+           "MultiCodeSettings", "OptimizeSettings", "PTISettings", "invert", "optimize", "render_multicode"]

@@ -55,6 +55,8 @@ class InversionResult:
         settings: the settings used (JSON-serialisable).
         deltas: PTI only — one ``{parameter name + suffix: tensor}`` weight delta per target
             (see :mod:`ganinv.inverters.pti`); ``save`` writes each as ``<stem>.deltas.safetensors``.
+        extra: method-specific per-target tensors ``[B, ...]`` written into the ``.npz`` under their
+            names (multicode: ``importance_<i>``, ``tail``).
     """
 
     latent: Tensor
@@ -67,6 +69,7 @@ class InversionResult:
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     deltas: list[dict[str, Tensor]] | None = None
+    extra: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.latent.shape[0]
@@ -74,10 +77,17 @@ class InversionResult:
     def npz_arrays(self, index: int, num_ws: int | None = None) -> dict[str, Any]:
         """The arrays written for target ``index``: ``w`` ``[1, num_ws, w_dim]`` for w/w+ (a W code
         is broadcast to every layer, as NVIDIA's projector writes it) or ``z`` ``[1, z_dim]``, plus
-        ``noise_<i>`` maps when they were optimised."""
+        ``noise_<i>`` maps when they were optimised; multicode writes ``codes`` ``[1, N, *shape]``,
+        ``space``, ``layer`` and its ``extra`` tensors instead of the latent."""
+        import numpy as np
+
         lat = self.latent[index:index + 1].detach().cpu().float()
         arrays: dict[str, Any] = {}
-        if self.space == "w":
+        if self.method == "multicode":  # N codes [1, N, *shape] + their composition
+            arrays["codes"] = lat.numpy()
+            arrays["space"] = np.array(self.space)
+            arrays["layer"] = np.array(int(self.settings.get("layer", 0)))
+        elif self.space == "w":
             if num_ws is None:
                 raise ValueError("num_ws is needed to write a W code in NVIDIA's [1, num_ws, w_dim] layout")
             arrays["w"] = lat.unsqueeze(1).repeat(1, num_ws, 1).numpy()
@@ -88,6 +98,8 @@ class InversionResult:
         if self.noise is not None:
             for i, n in enumerate(self.noise):
                 arrays[f"noise_{i}"] = n[index:index + 1].detach().cpu().float().numpy()
+        for key, value in self.extra.items():
+            arrays[key] = value[index:index + 1].detach().cpu().float().numpy()
         return arrays
 
     def save(self, out_dir: str | Path, stems: Sequence[str] | None = None, num_ws: int | None = None) -> list[Path]:
@@ -136,7 +148,8 @@ class InversionResult:
             noise=[n[idx] for n in self.noise] if self.noise is not None else None,
             metrics={k: v[idx] for k, v in self.metrics.items()}, history=hist, method=self.method,
             seconds=self.seconds, settings=self.settings,
-            deltas=[self.deltas[int(j)] for j in idx] if self.deltas is not None else None)
+            deltas=[self.deltas[int(j)] for j in idx] if self.deltas is not None else None,
+            extra={k: v[idx] for k, v in self.extra.items()})
 
 
 __all__ = ["InversionResult", "InversionState"]

@@ -193,19 +193,34 @@ class _FrozenGenerator:
         self.G.train(self.training)
 
 
+def as_observation(value: Any) -> Tensor:
+    """An operator's output as one tensor ``[B, ...]``: deepinv's ``TensorList`` (several measurements, e.g.
+    ``Pansharpen``) and tuples/lists of tensors become their per-sample concatenation ``[B, Σ numel]``."""
+    if isinstance(value, Tensor):
+        return value
+    parts = getattr(value, "x", value)  # deepinv TensorList keeps its tensors in .x
+    if isinstance(parts, list | tuple) and parts and all(isinstance(p, Tensor) for p in parts):
+        return torch.cat([p.flatten(1) for p in parts], dim=1)
+    raise InputError(f"the forward operator must return a tensor (or a deepinv TensorList), got "
+                     f"{type(value).__name__}")
+
+
 def _operator(physics: Any) -> Callable[[Tensor], Tensor]:
-    """The noiseless forward operator: ``physics.A`` (deepinv) when present, else ``physics`` itself."""
+    """The noiseless forward operator: ``physics.A`` (deepinv) when present, else ``physics`` itself; its
+    output is always one tensor (see :func:`as_observation`)."""
     if physics is None:
         return lambda x: x
     op = getattr(physics, "A", None)
-    if callable(op):
-        return op
-    if callable(physics):
-        return physics
-    raise InputError(f"physics must be callable or have a callable .A, got {type(physics).__name__}")
+    if not callable(op):
+        if not callable(physics):
+            raise InputError(f"physics must be callable or have a callable .A, got {type(physics).__name__}")
+        op = physics
+    return lambda x: as_observation(op(x))
 
 
 def _check_target(G: Generator, target: Tensor, physics: Any) -> Tensor:
+    if physics is not None and not isinstance(target, Tensor) and hasattr(target, "x"):
+        target = as_observation(target)
     if not isinstance(target, Tensor):
         raise InputError(f"target must be a torch.Tensor, got {type(target).__name__}")
     if physics is None:

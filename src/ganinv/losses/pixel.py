@@ -47,15 +47,23 @@ def check_pair(pred: Tensor, target: Tensor, what: str = "images") -> None:
         raise InputError(f"{what} must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
 
 
+def check_batch_pair(pred: Tensor, target: Tensor) -> None:
+    """Raise :class:`InputError` unless ``pred`` and ``target`` are ``[B, ...]`` (≥ 2-D) of one shape —
+    element-wise terms also compare non-image observations (compressed measurements ``[B, m]``)."""
+    if pred.dim() < 2 or pred.shape != target.shape:
+        raise InputError(f"prediction and target must be [B, ...] tensors of the same shape, got "
+                         f"{tuple(pred.shape)} and {tuple(target.shape)}")
+
+
 def mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over ``C, H, W``: ``[B, C, H, W] × 2 → [B]``, ≥ 0."""
-    check_pair(pred, target)
+    """Mean squared error per sample: ``[B, ...] × 2 → [B]`` (images ``[B, C, H, W]`` or observations), ≥ 0."""
+    check_batch_pair(pred, target)
     return (pred - target).pow(2).flatten(1).mean(1)
 
 
 def l1(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error over ``C, H, W``: ``[B, C, H, W] × 2 → [B]``, ≥ 0."""
-    check_pair(pred, target)
+    """Mean absolute error per sample: ``[B, ...] × 2 → [B]``, ≥ 0."""
+    check_batch_pair(pred, target)
     return (pred - target).abs().flatten(1).mean(1)
 
 
