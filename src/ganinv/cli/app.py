@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ganinv.cli import demo, evaluate, info, invert, models, restore, sample, train
+from ganinv.cli import (demo, directions, edit, evaluate, info, interpolate, invert, mix, models, restore, sample,
+                        train)
 from ganinv.cli.common import friendly_errors
 
 app = typer.Typer(
@@ -25,6 +26,10 @@ for name, command in {
     "eval": evaluate.evaluate,
     "invert": invert.invert,
     "restore": restore.restore,
+    "directions": directions.directions,
+    "edit": edit.edit,
+    "interpolate": interpolate.interpolate,
+    "mix": mix.mix,
 }.items():
     app.command(name)(friendly_errors(command))
 

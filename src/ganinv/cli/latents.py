@@ -1,0 +1,234 @@
+"""Inputs of the editing commands (``edit``, ``interpolate``, ``mix``): images are inverted first, latent files
+are read and checked; plus the parsers for ``--strengths`` and the shared figure writers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+
+from ganinv.cli.common import console
+from ganinv.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ganinv.generators.base import Generator
+
+LATENT_SUFFIXES = (".npz", ".npy")
+EDIT_METHODS = ("optimize", "encoder", "hybrid", "pti")
+#: Latent-prior weight used when images are inverted for editing (optimize/hybrid) and --prior is not given:
+#: on the held-out digits it kept 99% of classes at 35.0 dB (37.2 without) and let InterFaceGAN directions flip
+#: 86.9% of digits within 3σ (39.1% without) — benchmarks/editing.py, docs/editing.md.
+EDIT_PRIOR = 0.003
+
+MethodOpt = Annotated[str, typer.Option(help="How images are inverted first: optimize (default), encoder, hybrid "
+                                        "or pti (latent files are used as they are).")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Optimisation steps for inverting images (default: the "
+                                                 "engine's).")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed of the inversion.")]
+PriorOpt = Annotated[Optional[float], typer.Option(help="Latent-prior weight of the inversion (optimize/hybrid): "
+                                                   "higher keeps codes nearer the mean w, less faithful but more "
+                                                   "editable; 0 turns it off (default 0.003, the editing "
+                                                   "benchmark's choice: docs/editing.md).")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]
+
+
+@dataclass
+class Code:
+    """One input as a code: ``latent`` ``[1, *shape]`` in ``space``, its noise maps (``[1, 1, H_i, W_i]``) or None,
+    and, after PTI, the tuned copy of the generator to render it with (None: the shared generator)."""
+
+    stem: str
+    source: str
+    latent: Tensor
+    space: str
+    noise: list[Tensor] | None = None
+    generator: Generator | None = None
+
+
+def parse_strengths(text: str) -> list[float]:
+    """``"-3,-1.5,0,1.5,3"`` → ``[-3.0, -1.5, 0.0, 1.5, 3.0]`` (finite numbers, at least one)."""
+    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise InputError(f"bad --strengths {text!r}: give comma-separated numbers, e.g. -3,-1.5,0,1.5,3")
+    values = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise InputError(f"bad --strengths {text!r}: {p!r} is not a number; give comma-separated numbers, "
+                             "e.g. -3,-1.5,0,1.5,3") from None
+        if not math.isfinite(v):
+            raise InputError(f"bad --strengths {text!r}: {p!r} is not finite")
+        values.append(v)
+    return values
+
+
+def setup_torch(threads: int | None, device: str) -> Any:
+    """Apply ``--threads`` and resolve ``--device``."""
+    import torch
+
+    from ganinv.cli.common import resolve_device
+
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be ≥ 1, got {threads}")
+        torch.set_num_threads(threads)
+    return resolve_device(device)
+
+
+def _expand(inputs: list[Path]) -> list[Path]:
+    """Latent files as given; image files and folders through :func:`ganinv.io.collect_images`.
+    Any missing or unreadable input is an error (nothing has run yet)."""
+    from ganinv.io import collect_images
+
+    files: list[Path] = []
+    for raw in inputs:
+        if raw.suffix.lower() in LATENT_SUFFIXES:
+            if not raw.is_file():
+                raise InputError(f"{raw}: no such latent file; check the path")
+            files.append(raw)
+            continue
+        found, problems = collect_images([raw])
+        if problems:
+            path, why = problems[0]
+            raise InputError(f"{path}: {why}")
+        files.extend(found)
+    return files
+
+
+def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path, *, method: str = "optimize",
+               steps: int | None = None, seed: int | None = None, prior: float | None = None,
+               allow_pti: bool = True) -> list[Code]:
+    """Every input as a :class:`Code` for ``G``, in the order given.
+
+    Latent files (``.npz``/``.npy``) are read and checked against ``G`` (a PTI ``<stem>.deltas.safetensors``
+    next to an ``.npz`` is applied); images are inverted together in one batch with ``method`` and the
+    inversions written to ``out_dir/inverted/`` (reconstructions, ``.npz`` codes, ``summary.json``).
+    Optimising methods use the latent prior ``prior`` (None: :data:`EDIT_PRIOR`; not for z-only generators,
+    whose codes the engine keeps typical by other means).
+    """
+    from ganinv.cli.invert import load_targets, run_inversion, unique_stems
+    from ganinv.editing.codes import read_latent_file
+
+    if method not in EDIT_METHODS:
+        raise InputError(f"unknown --method {method!r}; use one of {', '.join(EDIT_METHODS)}")
+    if method == "pti" and not allow_pti:
+        raise InputError("--method pti tunes a separate generator for every image, so codes of different images "
+                         "cannot be combined; use optimize, encoder or hybrid here")
+    if method == "encoder" and (steps is not None or prior is not None):
+        raise InputError("--method encoder runs no optimisation; drop --steps/--prior")
+    if prior is not None and not (prior >= 0 and math.isfinite(prior)):
+        raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
+    files = _expand(inputs)
+    if not files:
+        raise InputError("no inputs given: pass images, folders of images or .npz latent files")
+    stems = unique_stems(files, out_dir)
+    codes: list[Code | None] = [None] * len(files)
+    image_idx = [i for i, p in enumerate(files) if p.suffix.lower() not in LATENT_SUFFIXES]
+    for i, path in enumerate(files):
+        if i in image_idx:
+            continue
+        code = read_latent_file(path, G)
+        tuned = None
+        deltas = path.with_name(f"{path.stem}.deltas.safetensors")
+        if path.suffix.lower() == ".npz" and deltas.is_file():
+            from ganinv.inverters.pti import apply_deltas, load_deltas
+
+            if not allow_pti:
+                raise InputError(f"{path} comes with PTI generator deltas ({deltas.name}): a code of a per-image "
+                                 "tuned generator cannot be combined with other codes")
+            tuned = apply_deltas(G, load_deltas(deltas, G)).to(G.device)
+            console.print(f"{escape(path.name)}: rendered with its PTI generator deltas ({escape(deltas.name)})")
+        codes[i] = Code(stems[i], str(path), code.latent.to(G.device), code.space,
+                        [n.to(G.device) for n in code.noise] if code.noise else None, tuned)
+    if image_idx:
+        image_paths = [files[i] for i in image_idx]
+        targets, failures = load_targets(image_paths, G, out_dir / "inverted")
+        if failures:
+            raise InputError(f"{failures[0]['input']}: {failures[0]['error']}")
+        for t, i in zip(targets, image_idx, strict=True):
+            t.stem = stems[i]
+        if prior is None and method in ("optimize", "hybrid") and "w" in G.latent_spaces:
+            prior = EDIT_PRIOR
+        options = {k: v for k, v in {"steps": steps, "seed": seed, "prior": prior}.items() if v is not None}
+        outcome = run_inversion(G, model_name, targets, out_dir / "inverted", options=options, method=method,
+                                title=f"{model_name} · inverted first ({method})")
+        r = outcome.result
+        tuned_gs: list[Any] = [None] * len(targets)
+        if r.deltas is not None:
+            from ganinv.inverters.pti import apply_deltas
+
+            tuned_gs = [apply_deltas(G, d).to(G.device) for d in r.deltas]
+        for j, i in enumerate(image_idx):
+            noise = [n[j:j + 1].to(G.device) for n in r.noise] if r.noise is not None else None
+            codes[i] = Code(stems[i], str(files[i]), r.latent[j:j + 1].detach().to(G.device), r.space, noise,
+                            tuned_gs[j])
+    return [c for c in codes if c is not None]
+
+
+def common_space(codes: list[Code], G: Generator, floor: str | None = None) -> str:
+    """The space every code can be brought to: the furthest along z → w → w+ among them (and ``floor``)."""
+    order = [s for s in ("z", "w", "w+") if s in G.latent_spaces]
+    names = [c.space for c in codes] + ([floor] if floor else [])
+    return max(names, key=lambda s: order.index(s) if s in order else -1)
+
+
+def convert_code(code: Code, space: str, G: Generator) -> Tensor:
+    """``code.latent`` in ``space`` (along z → w → w+; w+ → w averages the rows)."""
+    from ganinv.editing.codes import to_space
+
+    return to_space(code.latent, code.space, space, G).to(G.device)
+
+
+def display_scale(G: Generator) -> int:
+    """Nearest-neighbour enlargement so that a tile is about 128 px (1–4×)."""
+    return max(1, min(4, 128 // max(1, G.resolution)))
+
+
+def ping_pong(frames: list[Tensor]) -> list[Tensor]:
+    """``a b c`` → ``a b c b`` (a loop that goes there and back without repeating the ends)."""
+    return frames + frames[-2:0:-1] if len(frames) > 2 else frames
+
+
+def latent_arrays(latents: Tensor, space: str) -> dict[str, Any]:
+    """``{"w": [N, num_ws, D]}`` for w+/w codes (w broadcast rows are kept as w ``[N, D]``), ``{"z": [N, D]}`` for z."""
+    arr = latents.detach().cpu().float().numpy()
+    return {"z" if space == "z" else "w": arr}
+
+
+def save_npz(path: Path, arrays: dict[str, Any]) -> Path:
+    """Write ``arrays`` to ``path`` atomically (plain arrays, no pickles)."""
+    import numpy as np
+
+    from ganinv.modelfile import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+    return path
+
+
+def digit_classifier(G: Generator) -> Any:
+    """The bundled digit classifier when ``G`` makes 1×32×32 images (and it is installed), else None."""
+    from ganinv import zoo
+
+    if tuple(G.image_shape) != (1, 32, 32) or zoo.DEFAULT_CLASSIFIER not in zoo.available():
+        return None
+    return zoo.load_classifier()
+
+
+def digit_classes(classifier: Any, images: Tensor) -> list[int] | None:
+    """The classifier's prediction for each image ``[N, 1, 32, 32]`` (None without a classifier)."""
+    if classifier is None:
+        return None
+    classes, _ = classifier.predict(images.cpu())
+    return [int(c) for c in classes]
