@@ -164,3 +164,16 @@ def test_restore_wrong_mask_size_and_wrong_observation_size(two_digits, tmp_path
     r = runner.invoke(app, ["restore", str(two_digits / "digit_3.png"), "--task", "sr", "--factor", "4",
                             "--model", "mnist-dcgan", "--out", str(tmp_path / "o2")])
     assert r.exit_code == 1 and "observation is 8×8" in r.output
+
+
+def test_colorize_restores_an_rgb_model_from_its_luma(tiny_sg2_rgb):
+    G = tiny_sg2_rgb
+    x = G.synthesize(G.sample_latent(2, "w", seed=6), "w").clamp(0, 1)
+    task = make_task("colorize", G.image_shape)
+    y = task.simulate(x)
+    assert y.shape == (2, 1, 16, 16)
+    res = restore(G, y, task, steps=40, restarts=1)
+    assert res.images.shape == (2, 1, 3, 16, 16)
+    start = G.synthesize(G.mean_latent("w"), "w").clamp(0, 1).expand(2, -1, -1, -1)
+    assert torch.all(res.data_fit[:, 0] < task.data_fit(start, y))
+    assert float(res.images[:, 0].std(dim=1).mean()) > 0  # colour images, not the luma repeated

@@ -23,7 +23,8 @@ LATENT_SUFFIXES = (".npz", ".npy")
 EDIT_METHODS = ("optimize", "encoder", "hybrid", "pti")
 #: Latent-prior weight used when images are inverted for editing (optimize/hybrid) and --prior is not given:
 #: on the held-out digits it kept 99% of classes at 35.0 dB (37.2 without) and let InterFaceGAN directions flip
-#: 86.9% of digits within 3σ (39.1% without) — benchmarks/editing.py, docs/editing.md.
+#: 86.9% of digits within 3σ (39.1% without) — benchmarks/editing.py, docs/editing.md. Chosen on 100 validation
+#: digits as the least of 0.001 / 0.003 / 0.01 that reaches 80% there (75.0% / 88.2% / 93.0%; ``--validation``).
 EDIT_PRIOR = 0.003
 
 MethodOpt = Annotated[str, typer.Option(help="How images are inverted first: optimize (default), encoder, hybrid "
