@@ -50,12 +50,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ROOT / "benchmarks" / "results" / "restoration"
 CS_M = (10, 25, 50, 100, 200, 400)
 LASSO_EXTRA_M = (600, 800, 1000)  # beyond the GAN sweep, so a "≥ 5× fewer" ratio can be read off
-TASKS: dict[str, dict[str, Any]] = {  # the CLI defaults, written out
-    "inpaint": {"box": (8, 8, 16, 16)},
-    "sr": {"factor": 4},
-    "deblur": {"sigma": 1.5, "noise_sigma": 0.01},
-    "denoise": {"sigma": 0.2},
-    "phase": {"oversampling": 2},
+TASKS: dict[str, tuple[str, dict[str, Any]]] = {  # row label → (task, options): the CLI defaults, written out
+    "inpaint": ("inpaint", {"box": (8, 8, 16, 16)}),
+    "sr": ("sr", {"factor": 4}),
+    "deblur": ("deblur", {"sigma": 1.5, "noise_sigma": 0.01}),
+    "denoise": ("denoise", {"sigma": 0.2}),
+    "phase": ("phase", {"oversampling": 2}),
+    "phase (noisy)": ("phase", {"oversampling": 2, "noise_sigma": 0.05}),  # where HIO stops being exact
 }
 PHASE_SHIFT = None  # phase retrieval is scored up to its ambiguities — twin image and any shift — for every method
 
@@ -157,11 +158,12 @@ def run_tasks(model: str, x: torch.Tensor, x_val: torch.Tensor, steps: int, rest
               codes: int, tasks: list[str]) -> dict[str, Any]:
     G = zoo.load(model)
     rows = []
-    for name in tasks:
-        task = make_task(name, tuple(G.image_shape), **TASKS[name])
+    for label_t in tasks:
+        name, task_opts = TASKS[label_t]
+        task = make_task(name, tuple(G.image_shape), **task_opts)
         y, y_val = task.simulate(x, seed=1), task.simulate(x_val, seed=2)
         for label, img, param, sec in classical(name, task, y, y_val, x_val):
-            rows.append({"task": name, "method": label, "param": param, **scores(img, x, name),
+            rows.append({"task": label_t, "method": label, "param": param, **scores(img, x, name),
                          "seconds_per_image": sec / len(x)})
         extra = {"prior": prior} if prior is not None else {}
         for label, method, opts in (("GAN prior (1 code)", "optimize", {"restarts": restarts, **extra}),
@@ -169,11 +171,11 @@ def run_tasks(model: str, x: torch.Tensor, x_val: torch.Tensor, steps: int, rest
             t0 = time.perf_counter()
             res = restore(G, y, task, method=method, steps=steps, **opts)
             sec = time.perf_counter() - t0
-            rows.append({"task": name, "method": label, "param": None, **scores(res.best, x, name),
+            rows.append({"task": label_t, "method": label, "param": None, **scores(res.best, x, name),
                          "seconds_per_image": sec / len(x), "data_fit": float(res.data_fit[:, 0].mean())})
-            print(f"{model} {name} {label}: {rows[-1]['psnr']:.2f} dB ({sec:.0f} s)", flush=True)
+            print(f"{model} {label_t} {label}: {rows[-1]['psnr']:.2f} dB ({sec:.0f} s)", flush=True)
     return {"model": model, "rows": rows, "steps": steps, "restarts": restarts, "prior": prior, "codes": codes,
-            "task_options": {k: TASKS[k] for k in tasks}}
+            "task_options": {k: TASKS[k][1] for k in tasks}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -267,7 +269,9 @@ def main() -> None:
     run.add_argument("--prior", type=float, default=None, help="latent-prior weight (default: restore's "
                      "PRIOR_SCALE / number of measurements)")
     run.add_argument("--codes", type=int, default=10)
-    run.add_argument("--tasks", default=",".join(TASKS))
+    run.add_argument("--tasks", default=",".join(TASKS), help="comma-separated row labels of TASKS")
+    run.add_argument("--append", action="store_true", help="add these tasks' rows to the model's existing part "
+                     "(replacing rows of the same tasks) instead of starting a new one")
     run.add_argument("--threads", type=int, default=1)
     sub.add_parser("report")
     args = ap.parse_args()
@@ -288,6 +292,15 @@ def main() -> None:
                date=time.strftime("%Y-%m-%d"), numpy=np.__version__)
     PARTS.mkdir(parents=True, exist_ok=True)
     name = "lasso-cs" if args.model == "lasso" else f"{args.model}-{args.section}"
+    previous = PARTS / f"{name}.json"
+    if args.append and args.section == "tasks" and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("images") != len(x):
+            raise SystemExit(f"--append with {len(x)} images onto a part measured on {old.get('images')}")
+        done = {r["task"] for r in out["rows"]}
+        out["rows"] = [r for r in old["rows"] if r["task"] not in done] + out["rows"]
+        out["task_options"] = {**old["task_options"], **out["task_options"]}
+        out["images"] = old.get("images", out["images"])
     (PARTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {PARTS / name}.json")
 

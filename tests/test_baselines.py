@@ -293,3 +293,15 @@ def test_bad_inputs_are_clear_errors():
         bl.align_flip(y, y[:1])
     with pytest.raises(InputError, match="metric"):
         bl.tune(lambda obs, p: obs, [1], y, y, metric="ssim")
+
+
+def test_hio_accepts_noisy_magnitudes_below_zero():
+    """Gaussian noise on magnitudes dips below 0 where a frequency is faint; HIO treats those as 0."""
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 1:7, 2:6] = 1.0
+    mag = bl._magnitude(x, 2) + 0.05 * torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert bool((mag < 0).any())
+    out = bl.hio_phase_retrieval(mag, (1, 8, 8), iters=50, er_iters=10, restarts=1)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(InputError, match="NaN or Inf"):
+        bl.hio_phase_retrieval(torch.full((1, 1, 16, 16), float("nan")), (1, 8, 8))

@@ -507,7 +507,7 @@ def hio_phase_retrieval(magnitude: Tensor, image_shape: Sequence[int], oversampl
     objects with empty margins, shifts within the support: score with :func:`align_flip`.
 
     Args:
-        magnitude: ``[B, C, s·H, s·W]`` ≥ 0.
+        magnitude: ``[B, C, s·H, s·W]``; noisy values below 0 are treated as 0 (NaN/Inf are refused).
         image_shape: ``(C, H, W)`` or ``(H, W)`` of the images.
         oversampling: integer ``s`` ≥ 2.
         iters: HIO iterations (≥ 0); er_iters: ER iterations after them (≥ 0).
@@ -532,10 +532,10 @@ def hio_phase_retrieval(magnitude: Tensor, image_shape: Sequence[int], oversampl
     if (sh, sw) != (oversampling * h, oversampling * w) or (len(shape) == 3 and shape[0] != c):
         raise InputError(f"magnitude of shape {list(magnitude.shape)} does not match images {shape} at "
                          f"oversampling {oversampling}: expected [B, C, {oversampling * h}, {oversampling * w}]")
-    if bool((magnitude < 0).any()):
-        raise InputError("Fourier magnitudes must be ≥ 0")
-
-    mag = magnitude.double().repeat(restarts, 1, 1, 1)  # [R·B, C, sH, sW], restart-major
+    if not bool(torch.isfinite(magnitude).all()):
+        raise InputError("Fourier magnitudes contain NaN or Inf")
+    # noisy measurements of a magnitude can dip below 0; the nearest valid magnitude is 0
+    mag = magnitude.double().clamp_min(0).repeat(restarts, 1, 1, 1)  # [R·B, C, sH, sW], restart-major
     support = torch.zeros(sh, sw, dtype=torch.bool, device=mag.device)
     support[:h, :w] = True
     gen = torch.Generator().manual_seed(int(seed))
