@@ -41,6 +41,7 @@ from readme_section import replace_section
 from ganinv import metrics as M
 from ganinv import zoo
 from ganinv.data import heldout_subset
+from ganinv.losses.pixel import mse
 from ganinv.physics import baselines as BL
 from ganinv.physics import make_task
 from ganinv.restore import restore
@@ -66,7 +67,7 @@ def prior_text(prior: float | None) -> str:
 
 
 def per_image_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return (x_hat.clamp(0, 1) - x).flatten(1).square().mean(1)
+    return mse(x_hat.clamp(0, 1), x)
 
 
 def scores(x_hat: torch.Tensor, x: torch.Tensor, task: str) -> dict[str, Any]:

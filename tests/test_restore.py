@@ -60,6 +60,8 @@ def test_hypotheses_are_ranked_by_data_fit_with_their_diversity(tiny_dcgan):
     assert res.images.shape == (2, 3, *G.image_shape)
     assert torch.all(res.data_fit[:, 1:] >= res.data_fit[:, :-1])
     assert sorted(res.rank[0].tolist()) == [0, 1, 2]
+    best_run = res.hypothesis_result(1, 0)  # the run behind observation 1's best hypothesis, that target only
+    assert len(best_run) == 1 and torch.equal(best_run.image[0].cpu(), res.images[1, 0])
     assert torch.all(res.diversity > 0)
     single = restore(G, task.simulate(x), task, steps=5, restarts=1)
     assert torch.equal(single.diversity, torch.zeros(2))

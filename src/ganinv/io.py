@@ -308,6 +308,30 @@ def load_target(path: str | Path, channels: int, resolution: int, *,
 # Latents
 # --------------------------------------------------------------------------------------
 
+def save_npz(path: str | Path, arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` (plain NumPy arrays, no pickles) to an ``.npz`` file at ``path``, atomically:
+    a reader sees the old file or the new one, never half of one. Returns ``path``."""
+    path = Path(path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
+    return path
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """Read a plain ``.npy`` array (``allow_pickle=False``: nothing in the file runs); a pickled or
+    unreadable file is one clear :class:`InputError` naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"{path} is not a plain .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable .npy file ({exc})") from None
+
+
 def save_latent_npz(path: str | Path, key: str, latent: Tensor | np.ndarray) -> Path:
     """Write ``latent`` as float32 under ``key`` in an ``.npz`` file, atomically.
 
@@ -322,13 +346,7 @@ def save_latent_npz(path: str | Path, key: str, latent: Tensor | np.ndarray) -> 
         arr = latent.detach().to("cpu", torch.float32).numpy()
     else:
         arr = np.asarray(latent, dtype=np.float32)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
-            np.savez(fh, **{key: np.ascontiguousarray(arr)})
-
-    atomic_write(path, write)
-    return path
+    return save_npz(path, {key: np.ascontiguousarray(arr)})
 
 
 def load_latent_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -70,9 +70,9 @@ class Restoration:
         """The best-fitting restoration per observation ``[B, C, H, W]``."""
         return self.images[:, 0]
 
-    def hypothesis_result(self, b: int, k: int) -> tuple[InversionResult, int]:
-        """The inversion result holding ranked hypothesis ``k`` of observation ``b``, and its row index."""
-        return self.results[int(self.rank[b, k])], b
+    def hypothesis_result(self, b: int, k: int) -> InversionResult:
+        """Ranked hypothesis ``k`` of observation ``b`` as a one-target inversion result (latent, metrics)."""
+        return self.results[int(self.rank[b, k])].select(torch.tensor([b]))
 
 
 def pairwise_rmse(images: Tensor) -> Tensor:

@@ -44,10 +44,10 @@ from ganinv.cli.latents import (
     load_codes,
     parse_strengths,
     ping_pong,
-    save_npz,
     setup_torch,
 )
 from ganinv.errors import InputError
+from ganinv.io import save_npz
 
 #: Frames of the GIF's sweep from the smallest to the largest strength (then back).
 SWEEP_FRAMES = 24

@@ -36,10 +36,10 @@ from ganinv.cli.latents import (
     latent_arrays,
     load_codes,
     ping_pong,
-    save_npz,
     setup_torch,
 )
 from ganinv.errors import InputError
+from ganinv.io import save_npz
 
 
 def interpolate(

@@ -204,20 +204,6 @@ def latent_arrays(latents: Tensor, space: str) -> dict[str, Any]:
     return {"z" if space == "z" else "w": arr}
 
 
-def save_npz(path: Path, arrays: dict[str, Any]) -> Path:
-    """Write ``arrays`` to ``path`` atomically (plain arrays, no pickles)."""
-    import numpy as np
-
-    from ganinv.modelfile import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
-    return path
-
-
 def digit_classifier(G: Generator) -> Any:
     """The bundled digit classifier when ``G`` makes 1×32×32 images (and it is installed), else None."""
     from ganinv import zoo

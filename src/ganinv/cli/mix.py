@@ -33,10 +33,10 @@ from ganinv.cli.latents import (
     display_scale,
     latent_arrays,
     load_codes,
-    save_npz,
     setup_torch,
 )
 from ganinv.errors import InputError
+from ganinv.io import save_npz
 
 
 def mix(

@@ -18,7 +18,6 @@ observation can be shown), ``<stem>.baseline.png``, then ``grid.png`` and ``summ
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -38,6 +37,7 @@ from ganinv.cli.common import (
     resolve_device,
     resolve_generator,
 )
+from ganinv.cli.invert import _num
 from ganinv.errors import GaninvError, InputError
 
 if TYPE_CHECKING:
@@ -59,13 +59,6 @@ def _parse_ints(text: str | None, name: str, count: int) -> list[int] | None:
     if len(values) != count:
         raise InputError(f"{name} must be {count} whole numbers separated by commas, got {text!r}")
     return values
-
-
-def _num(value: Any, digits: int = 6) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
 
 
 def read_observation_file(path: Path) -> tuple[Tensor, dict[str, Any] | None]:
@@ -194,7 +187,7 @@ def restore(
 
     from ganinv import metrics as M
     from ganinv.cli.invert import check_out_dir, load_targets, unique_stems
-    from ganinv.io import collect_images, make_grid, save_image
+    from ganinv.io import collect_images, make_grid, save_image, save_npz
     from ganinv.modelfile import atomic_write
     from ganinv.physics import TASK_NAMES, make_task
     from ganinv.restore import restore as run_restore
@@ -324,20 +317,14 @@ def restore(
     for i, stem in enumerate(stems):
         rec: dict[str, Any] = {"input": sources[i], "stem": stem, "task": task_name, "options": task.options,
                                "restoration": f"{stem}.png", "latent": f"{stem}.npz"}
-
-        def _write_obs(tmp: Path, i: int = i) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, y=y[i:i + 1].numpy(), task=np.array(task.to_json()))
-
-        atomic_write(out_dir / f"{stem}{OBSERVATION_SUFFIX}.npz", _write_obs)
+        save_npz(out_dir / f"{stem}{OBSERVATION_SUFFIX}.npz", {"y": y[i:i + 1].numpy(),
+                                                              "task": np.array(task.to_json())})
         rec["observation"] = f"{stem}{OBSERVATION_SUFFIX}.npz"
         if preview is not None:
             save_image(preview[i], out_dir / f"{stem}{OBSERVATION_SUFFIX}.png")
             rec["observation_image"] = f"{stem}{OBSERVATION_SUFFIX}.png"
         save_image(best[i], out_dir / f"{stem}.png")
-        run, _ = result.hypothesis_result(i, 0)
-        run_i = run.select(torch.tensor([i]))
-        run_i.save(out_dir, [stem], num_ws=getattr(G, "num_ws", None))
+        result.hypothesis_result(i, 0).save(out_dir, [stem], num_ws=getattr(G, "num_ws", None))
         if K > 1:
             rec["hypotheses"] = []
             for k in range(K):

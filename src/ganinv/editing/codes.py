@@ -68,19 +68,14 @@ def code_from_array(arr: np.ndarray, key: str, G: Generator, path: Path) -> tupl
 def read_latent_file(path: str | Path, G: Generator) -> LatentCode:
     """Read one code for ``G`` from an ``.npz`` or ``.npy`` file (see the module notes); refuses a code of the
     wrong shape (another model's) with an :class:`InputError`."""
-    from ganinv.io import load_latent_npz
+    from ganinv.io import load_latent_npz, load_npy
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such latent file; check the path")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise InputError(f"{path} is not a plain .npy array ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path} is not a readable .npy file ({exc})") from None
+        arr = load_npy(path)
         latent, space = code_from_array(arr, "w" if "w" in G.latent_spaces else "z", G, path)
         return LatentCode(latent, space)
     if suffix != ".npz":

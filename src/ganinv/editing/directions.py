@@ -161,17 +161,11 @@ class Boundary:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    from ganinv.modelfile import atomic_write
+    from ganinv.io import save_npz
 
     if path.suffix.lower() != ".npz":
         raise InputError(f"components are saved as .npz; got {path.name!r}")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(path, write)
-    return path
+    return save_npz(path, arrays)
 
 
 def _fingerprint(G: Generator) -> str:
@@ -615,12 +609,9 @@ def load_direction(path: str | Path, G: Generator, component: int | None = None,
         raise InputError(f"{path}: a direction file is .npy (InterFaceGAN boundary) or .npz (GANSpace/SeFa)")
     if component is not None:
         raise InputError(f"{path} is a single boundary; a component number applies to .npz files only")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(f"{path} is not a plain .npy array ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path} is not a readable .npy file ({exc})") from None
+    from ganinv.io import load_npy
+
+    arr = load_npy(path)
     arr = np.asarray(arr)
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]

@@ -105,10 +105,8 @@ class InversionResult:
     def save(self, out_dir: str | Path, stems: Sequence[str] | None = None, num_ws: int | None = None) -> list[Path]:
         """Write ``<stem>.png`` (reconstruction), ``<stem>.npz`` (latent) and, for PTI,
         ``<stem>.deltas.safetensors`` per target; returns the paths."""
-        import numpy as np
 
-        from ganinv.io import save_image
-        from ganinv.modelfile import atomic_write
+        from ganinv.io import save_image, save_npz
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -118,15 +116,7 @@ class InversionResult:
         written = []
         for i, stem in enumerate(stems):
             written.append(save_image(self.image[i], out / f"{stem}.png"))
-            arrays = self.npz_arrays(i, num_ws)
-            path = out / f"{stem}.npz"
-
-            def _write(tmp: Path, arrays: dict[str, Any] = arrays) -> None:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **arrays)
-
-            atomic_write(path, _write)
-            written.append(path)
+            written.append(save_npz(out / f"{stem}.npz", self.npz_arrays(i, num_ws)))
             if self.deltas is not None:
                 from ganinv.inverters.pti import save_deltas
 

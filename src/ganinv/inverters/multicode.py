@@ -32,6 +32,7 @@ from ganinv.inverters.base import InversionResult, InversionState
 from ganinv.inverters.optimize import (_check_target, _FrozenGenerator, _operator, latent_stats,
                                        learning_rate_factor)
 from ganinv.losses import CombinedLoss
+from ganinv.losses.pixel import mse
 from ganinv.losses.priors import PRIORS, latent_prior
 
 Callback = Callable[[int, InversionState], None]
@@ -158,7 +159,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
         for start in range(0, B, chunk):
             sl = slice(start, min(B, start + chunk))
             outs.append(_optimise(G, y[sl], pool[order[sl]], s, layer, space, loss_fn, op, stats, callback,
-                                  start, B))
+                                  start))
         codes = torch.cat([o["codes"] for o in outs])
         importance = [torch.cat([o["importance"][i] for o in outs]) for i in range(len(outs[0]["importance"]))]
         tail = torch.cat([o["tail"] for o in outs]) if outs[0]["tail"] is not None else None
@@ -171,7 +172,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
         with torch.no_grad():
             image = render_multicode(G, codes, importance, tail, space, layer)
             metrics: dict[str, Tensor] = {"loss": loss.cpu(), "steps": torch.full((B,), s.steps),
-                                          "data_fit": (op(image) - y).flatten(1).square().mean(1).cpu()}
+                                          "data_fit": mse(op(image), y).cpu()}
             if physics is None:
                 from ganinv import metrics as M
 
@@ -188,7 +189,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
 
 def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer: int, space: str,
               loss_fn: CombinedLoss, op: Callable[[Tensor], Tensor], stats: Any, callback: Callback | None,
-              offset: int, total: int) -> dict[str, Any]:
+              offset: int) -> dict[str, Any]:
     """Adam on (codes, importance, tail) for one chunk of targets; per-target best state."""
     B, N = init.shape[:2]
     codes = init.clone().requires_grad_(True)
@@ -207,48 +208,47 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
             "tail": tail.detach().clone() if tail is not None else None}
     history: list[list[float]] = []
     rows = torch.arange(offset, offset + B)
-    for t in range(s.steps):
-        factor = learning_rate_factor(t / s.steps, s.lr_rampup, s.lr_rampdown)
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * factor
-        opt.zero_grad(set_to_none=True)
+
+    def objective() -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Total loss per target ``[B]``, its terms, and the rendering of the current state."""
         img = render_multicode(G, codes, importance, tail, space, layer)
-        rec = loss_fn(op(img), y)
+        total_loss = loss_fn(op(img), y)
         terms = dict(loss_fn.last_terms)
-        total_loss = rec
         if s.prior > 0:
             pr = latent_prior(codes.flatten(0, 1), space, mean=stats.mean, variance=stats.var,
                               kind=s.z_prior).view(B, N).mean(1)
             terms["prior"] = pr.detach()
             total_loss = total_loss + s.prior * pr
+        return total_loss, terms, img
+
+    @torch.no_grad()
+    def keep_better(total_loss: Tensor) -> None:
+        """Targets whose current state scores below their best so far keep it."""
+        nonlocal best_loss
+        better = total_loss.detach() < best_loss
+        best_loss = torch.where(better, total_loss.detach(), best_loss)
+        best["codes"][better] = codes.detach()[better]
+        for b_a, a in zip(best["importance"], importance):
+            b_a[better] = a.detach()[better]
+        if tail is not None:
+            best["tail"][better] = tail.detach()[better]
+
+    for t in range(s.steps):
+        factor = learning_rate_factor(t / s.steps, s.lr_rampup, s.lr_rampdown)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * factor
+        opt.zero_grad(set_to_none=True)
+        total_loss, terms, img = objective()
         total_loss.sum().backward()
-        with torch.no_grad():
-            better = total_loss.detach() < best_loss
-            best_loss = torch.where(better, total_loss.detach(), best_loss)
-            best["codes"][better] = codes.detach()[better]
-            for b_a, a in zip(best["importance"], importance):
-                b_a[better] = a.detach()[better]
-            if tail is not None:
-                best["tail"][better] = tail.detach()[better]
-            history.append(total_loss.detach().cpu().tolist())
+        keep_better(total_loss)
+        history.append(total_loss.detach().cpu().tolist())
         if callback is not None:
             callback(t, InversionState(step=t, total_steps=s.steps, phase="latent", rows=rows, latent=codes.detach(),
                                        image=img.detach(), loss=total_loss.detach(), terms=terms,
                                        active=torch.ones(B, dtype=torch.bool)))
         opt.step()
     with torch.no_grad():  # the final state (after the last step) may be the best
-        img = render_multicode(G, codes, importance, tail, space, layer)
-        final = loss_fn(op(img), y)
-        if s.prior > 0:
-            final = final + s.prior * latent_prior(codes.flatten(0, 1), space, mean=stats.mean, variance=stats.var,
-                                                   kind=s.z_prior).view(B, N).mean(1)
-        better = final < best_loss
-        best_loss = torch.where(better, final, best_loss)
-        best["codes"][better] = codes.detach()[better]
-        for b_a, a in zip(best["importance"], importance):
-            b_a[better] = a.detach()[better]
-        if tail is not None:
-            best["tail"][better] = tail.detach()[better]
+        keep_better(objective()[0])
     return {**best, "loss": best_loss, "history": history}
 
 

@@ -114,8 +114,10 @@ class Task:
 
     def data_fit(self, x: Tensor, y: Tensor) -> Tensor:
         """Mean squared residual ``‖A(x) − y‖² / numel(y)`` per sample ``[B]``."""
+        from ganinv.losses.pixel import mse
+
         with torch.no_grad():
-            return (self.forward(x) - y).flatten(1).square().mean(1)
+            return mse(self.forward(x), y)
 
     def preview(self, y: Tensor) -> Tensor | None:
         """Observations as displayable images ``[B, C', H', W']`` in [0, 1], or None (cs).
