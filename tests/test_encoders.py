@@ -235,3 +235,24 @@ def test_bundled_encoders_match_their_generators_and_refine(model):
     five = invert(G, x, method="encoder", passes=5)
     assert one.metrics["psnr"].mean() > 16  # far better than a blank image (~11 dB) or the mean latent
     assert five.metrics["psnr"].mean() > one.metrics["psnr"].mean()  # ReStyle passes refine
+
+
+def test_trainer_warm_starts_from_an_exported_encoder_within_a_time_budget(tmp_path, tiny_sg2, monkeypatch):
+    import ganinv.train.encoder as enc_train
+
+    data = tiny_data(tiny_sg2, 16)
+    first = EncoderTrainer(tmp_path / "a", tiny_config(iterations=2), generator=tiny_sg2, data=data)
+    first.train()
+    first.export(tmp_path / "export")
+    warm = EncoderTrainer(tmp_path / "b", tiny_config(iterations=1000, init_from=str(tmp_path / "export"),
+                                                      time_budget=3.0), generator=tiny_sg2, data=data)
+    exported = load_encoder(tmp_path / "export").state_dict()
+    for k, v in warm.encoder.state_dict().items():
+        assert torch.equal(v, exported[k]), k
+    clock = iter(range(10**6))
+    monkeypatch.setattr(enc_train.time, "perf_counter", lambda: float(next(clock)))  # a step "takes" 1 s
+    warm.train()
+    assert warm.iteration == 3  # ended by the 3-second budget, not the 1000 iterations
+    with pytest.raises(InputError, match="not an encoder with this run's architecture"):
+        EncoderTrainer(tmp_path / "c", tiny_config(width=4, init_from=str(tmp_path / "export")),
+                       generator=tiny_sg2, data=data)

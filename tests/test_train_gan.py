@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import ganinv.train.gan as gan
+from ganinv.errors import InputError
 from ganinv.generators.dcgan import DCGANDiscriminator, MinibatchStd
 from ganinv.modelfile import load_pretrained, read_config
 from ganinv.train.gan import GanTrainConfig, GanTrainer, diff_augment
@@ -58,3 +60,47 @@ def test_lr_decay_snapshots_and_best_export(tmp_path, monkeypatch):
     meta = trainer.export(tmp_path / "model", name="model", best=True)
     assert meta["selected_iteration"] == 3 and read_config(tmp_path / "model")["meta"]["iterations"] == 6
     assert load_pretrained(tmp_path / "model").sample(2).shape == (2, 1, 32, 32)
+
+
+def test_time_budget_ends_run_and_keeps_decay_fraction(tmp_path, monkeypatch):
+    monkeypatch.setitem(gan.PRESETS, "dcgan", {**gan.PRESETS["dcgan"], "g": TINY_G, "d": TINY_D})
+    cfg = GanTrainConfig(arch="dcgan", iterations=1000, batch_size=8, sample_every=10**6, eval_every=10**6,
+                         checkpoint_every=10**6, lr_decay_start=500, time_budget=10.0)
+    trainer = GanTrainer(tmp_path / "run", cfg, classifier=None)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(gan.time, "perf_counter", lambda: float(next(clock)))  # every step "takes" 1 s
+    factors = []
+    original = trainer.step
+
+    def spy(real):
+        factors.append(trainer._lr_factor())
+        return original(real)
+
+    monkeypatch.setattr(trainer, "step", spy)
+    trainer.train()
+    assert trainer.iteration == 10 and trainer.progress() == 1.0  # the budget, not the 1000 iterations
+    # decay from half of the run (500 of 1000 iterations → 5 of 10 seconds) down to 0
+    assert factors == pytest.approx([1.0] * 6 + [0.8, 0.6, 0.4, 0.2])
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_init_from_exported_model_and_refuses_another_architecture(tmp_path, monkeypatch):
+    monkeypatch.setitem(gan.PRESETS, "dcgan", {**gan.PRESETS["dcgan"], "g": TINY_G, "d": TINY_D})
+    base = dict(arch="dcgan", iterations=2, batch_size=8, sample_every=100, eval_every=100, checkpoint_every=100)
+    first = GanTrainer(tmp_path / "a", GanTrainConfig(**base), classifier=None)
+    first.train()
+    first.export(tmp_path / "model", name="model")
+    exported = load_pretrained(tmp_path / "model").state_dict()
+    second = GanTrainer(tmp_path / "b", GanTrainConfig(**base, seed=5, init_from=str(tmp_path / "model")),
+                        classifier=None)
+    for k, v in second.G_ema.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(v, exported[k].to(v.dtype)), k
+    for k, v in second.D.state_dict().items():
+        assert torch.equal(v, first.D.state_dict()[k]), k
+    wider = {**TINY_G, "width": TINY_G["width"] * 2}
+    monkeypatch.setitem(gan.PRESETS, "dcgan", {**gan.PRESETS["dcgan"], "g": wider, "d": TINY_D})
+    with pytest.raises(InputError, match="differs from this run"):
+        GanTrainer(tmp_path / "c", GanTrainConfig(**base, init_from=str(tmp_path / "model")), classifier=None)
+    with pytest.raises(InputError, match="no config.json"):
+        GanTrainer(tmp_path / "d", GanTrainConfig(**base, init_from=str(tmp_path)), classifier=None)

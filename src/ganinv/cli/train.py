@@ -36,6 +36,11 @@ def train_gan(
                                                     "(translation + cutout) before D (default: preset).")] = None,
     lr_decay_start: Annotated[Optional[int], typer.Option(min=0, help="Decay both learning rates linearly to 0 "
                                                           "from this iteration to the last.")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(min=0.01, help="End the run after this many minutes of "
+                                                         "training even before --iterations (the learning-rate "
+                                                         "decay keeps its place as a fraction of the run).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="Start a fresh run from an exported model folder's "
+                                                      "generator and discriminator weights (fine-tuning).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or auto (cuda when available).")
                       ] = "cpu",
@@ -64,7 +69,9 @@ def train_gan(
         pair = (b1, b2)
     cfg = GanTrainConfig(arch=arch, lr_g=lr_g, lr_d=lr_d, betas_g=pair, betas_d=pair, r1_gamma=r1_gamma,
                          mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start,
-                         iterations=iterations, batch_size=batch_size, seed=seed,
+                         time_budget=time_budget * 60 if time_budget else None,
+                         init_from=str(init_from) if init_from else None, iterations=iterations,
+                         batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
     trainer = GanTrainer(out, cfg, device=resolve_device(device))
@@ -116,6 +123,10 @@ def train_encoder(
     val_images: Annotated[int, typer.Option(min=10, max=800, help="Held-out digits used for validation "
                                             "(never the benchmark's 200).")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    time_budget: Annotated[Optional[float], typer.Option(min=0.01, help="End the run after this many minutes of "
+                                                         "training even before --iterations.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="Warm-start a fresh run from an exported encoder folder "
+                                                      "of the same architecture.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
@@ -133,7 +144,8 @@ def train_encoder(
     cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
                              w_delta=w_delta, width=width, val_every=val_every, val_images=val_images,
-                             seed=seed)
+                             seed=seed, time_budget=time_budget * 60 if time_budget else None,
+                             init_from=str(init_from) if init_from else None)
     trainer = EncoderTrainer(out, cfg, device=resolve_device(device))
     if trainer.iteration:
         console.print(f"resuming {out} at iteration {trainer.iteration}")

@@ -61,6 +61,8 @@ class EncoderTrainConfig:
     val_images: int = 200
     checkpoint_every: int = 100
     seed: int = 0
+    time_budget: float | None = None  # seconds of training after which the run ends (None: iterations only)
+    init_from: str | None = None  # exported encoder folder whose weights start a fresh run (warm start)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,6 +147,8 @@ class EncoderTrainer:
                 raise InputError(f"{self.out} holds an encoder run for {saved.model!r}, not {config.model!r}; "
                                  "use another --out folder")
             saved.iterations = config.iterations
+            if config.time_budget is not None:
+                saved.time_budget = config.time_budget
             config = saved
         self.cfg = config
         if not 0 <= config.real_fraction <= 1:
@@ -181,6 +185,25 @@ class EncoderTrainer:
             self.log, self.best = list(state["log"]), state.get("best")
             self.gen.set_state(state["gen"])
             torch.set_rng_state(state["rng"])
+        elif config.init_from:
+            self._init_from(Path(config.init_from))
+
+    def _init_from(self, folder: Path) -> None:
+        """Warm start from an exported encoder of the same architecture (e.g. one trained for an earlier
+        version of the generator); the weights load strictly, the generator fingerprint is not checked."""
+        from ganinv.modelfile import load_state_strict
+
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise InputError(f"--init-from {folder}: no config.json there (expected an exported encoder folder)")
+        saved = json.loads(cfg_path.read_text())
+        # latent_scale is measured on the generator (its latents' spread), not a matter of architecture
+        mine = {k: v for k, v in json.loads(json.dumps(self.encoder.config())).items() if k != "latent_scale"}
+        theirs = {k: v for k, v in saved.get("config", {}).items() if k != "latent_scale"}
+        if saved.get("kind") != "encoder" or theirs != mine:
+            raise InputError(f"--init-from {folder}: not an encoder with this run's architecture {mine}")
+        path = folder / "model.safetensors"
+        load_state_strict(self.encoder, read_safetensors(path), str(path))
 
     # ----- data ---------------------------------------------------------------------------------
     def _synthetic(self, n: int) -> tuple[Tensor, Tensor]:
@@ -239,11 +262,19 @@ class EncoderTrainer:
         stats["loss"] = float(total.detach())
         return stats
 
+    def progress(self) -> float:
+        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
+        p = self.iteration / self.cfg.iterations
+        if self.cfg.time_budget:
+            p = max(p, self.train_seconds / self.cfg.time_budget)
+        return min(1.0, p)
+
     def _lr_factor(self) -> float:
-        start = int(self.cfg.lr_decay_start * self.cfg.iterations)
-        if self.iteration < start:
+        """1 until ``lr_decay_start`` (a fraction of the run), then linear decay to 2 % at the end."""
+        s, p = self.cfg.lr_decay_start, self.progress()
+        if p < s:
             return 1.0
-        return max(0.02, 1 - (self.iteration - start) / max(1, self.cfg.iterations - start))
+        return max(0.02, 1 - (p - s) / max(1e-9, 1 - s))
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -315,7 +346,7 @@ class EncoderTrainer:
         with Progress(*columns) as progress:
             task = progress.add_task(f"train encoder ({cfg.model})", total=cfg.iterations,
                                      completed=self.iteration, status="")
-            while self.iteration < cfg.iterations:
+            while self.progress() < 1.0:
                 t0 = time.perf_counter()
                 for group in self.opt.param_groups:
                     group["lr"] = cfg.lr * self._lr_factor()
@@ -327,7 +358,9 @@ class EncoderTrainer:
                     self.log.append({"iteration": self.iteration, **{k: round(v, 6) for k, v in stats.items()},
                                      "seconds": round(self.train_seconds, 1)})
                     progress.update(task, status=f"loss {stats['loss']:.4f}")
-                done = self.iteration == cfg.iterations
+                done = self.progress() >= 1.0
+                if done and self.iteration < cfg.iterations:
+                    progress.update(task, total=self.iteration)  # the time budget ended the run
                 if self.iteration % cfg.val_every == 0 or done:
                     val = self.validate()
                     self.log.append({"iteration": self.iteration, **val})

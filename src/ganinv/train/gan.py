@@ -62,6 +62,8 @@ class GanTrainConfig:
     mixing_prob: float | None = None
     augment: bool | None = None
     lr_decay_start: int | None = None
+    time_budget: float | None = None  # seconds of training after which the run ends (None: iterations only)
+    init_from: str | None = None  # exported model folder whose G (and D) weights start a fresh run
     betas_g: tuple[float, float] | None = None
     betas_d: tuple[float, float] | None = None
     sample_every: int = 250
@@ -174,6 +176,8 @@ class GanTrainer:
                 self.cfg.iterations = config.iterations  # extending/shortening a run is allowed
             if config.lr_decay_start is not None:
                 self.cfg.lr_decay_start = config.lr_decay_start
+            if config.time_budget is not None:
+                self.cfg.time_budget = config.time_budget
         else:
             self.cfg = config.resolved()
             state = None
@@ -190,6 +194,35 @@ class GanTrainer:
         self.fixed_z = torch.randn(64, self.cfg.g["z_dim"], generator=torch.Generator().manual_seed(2024))
         if state is not None:
             self._restore(state)
+        elif self.cfg.init_from:
+            self._init_from(Path(self.cfg.init_from))
+
+    def _init_from(self, folder: Path) -> None:
+        """Start from an exported model folder: its generator becomes G and G_ema, its discriminator D.
+
+        The folder's generator config must equal this run's (``cfg.g``); weights load strictly.
+        Optimiser states start afresh (an export carries none).
+        """
+        from ganinv.modelfile import load_state_strict, read_safetensors
+
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise InputError(f"--init-from {folder}: no config.json there (expected an exported model folder)")
+        saved = json.loads(cfg_path.read_text())
+        mine = json.loads(json.dumps(self.G.config()))
+        if saved.get("config") != mine:
+            raise InputError(f"--init-from {folder}: its generator config {saved.get('config')} differs from "
+                             f"this run's {mine}")
+        state = read_safetensors(folder / "model.safetensors")
+        state.pop("latent_avg", None)
+        load_state_strict(self.G, state, str(folder / "model.safetensors"))
+        self.G_ema.load_state_dict(self.G.state_dict())
+        d_path = folder / "discriminator.safetensors"
+        if d_path.is_file():
+            if saved.get("discriminator") not in (None, json.loads(json.dumps(self.D.config()))):
+                raise InputError(f"--init-from {folder}: its discriminator {saved['discriminator']} differs from "
+                                 f"this run's {self.D.config()}")
+            load_state_strict(self.D, read_safetensors(d_path), str(d_path))
 
     # ----- checkpoints -------------------------------------------------------------
     def _read_checkpoint(self) -> dict:
@@ -324,12 +357,27 @@ class GanTrainer:
         pool = good or evals
         return min(pool, key=lambda r: r["fd"])["iteration"] if pool else None
 
+    def progress(self) -> float:
+        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
+        p = self.iteration / self.cfg.iterations
+        if self.cfg.time_budget:
+            p = max(p, self.train_seconds / self.cfg.time_budget)
+        return min(1.0, p)
+
     def _lr_factor(self) -> float:
-        """Linear decay to 0 from ``lr_decay_start`` to the last iteration (1 before that)."""
+        """Linear decay to 0 from ``lr_decay_start`` to the end of the run (1 before that).
+
+        The decay starts at the same *fraction* of the run (``lr_decay_start / iterations``) when a
+        time budget ends it before ``iterations``, so a wall-clock-bound run still anneals.
+        """
         start = self.cfg.lr_decay_start
-        if start is None or self.iteration < start or self.cfg.iterations <= start:
+        if start is None or self.cfg.iterations <= start:
             return 1.0
-        return max(0.0, 1.0 - (self.iteration - start) / (self.cfg.iterations - start))
+        if not self.cfg.time_budget:
+            return 1.0 if self.iteration < start else max(0.0, 1.0 - (self.iteration - start) /
+                                                           (self.cfg.iterations - start))
+        s, p = start / self.cfg.iterations, self.progress()
+        return 1.0 if p < s else max(0.0, 1.0 - (p - s) / (1.0 - s))
 
     def samples(self) -> torch.Tensor:
         self.recalibrate_batchnorm()
@@ -350,7 +398,7 @@ class GanTrainer:
         perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
         with Progress(*columns) as progress:
             task = progress.add_task(f"train {cfg.arch}", total=cfg.iterations, completed=self.iteration, status="")
-            while self.iteration < cfg.iterations:
+            while self.progress() < 1.0:
                 t0 = time.perf_counter()
                 if pos + cfg.batch_size > len(x):
                     perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
@@ -366,7 +414,9 @@ class GanTrainer:
                 if self.iteration % 10 == 0:
                     self.log.append({"iteration": self.iteration, **losses, "seconds": round(self.train_seconds, 2)})
                     progress.update(task, status=f"D {losses['d_loss']:.3f} G {losses['g_loss']:.3f}")
-                done = self.iteration == cfg.iterations
+                done = self.progress() >= 1.0
+                if done and self.iteration < cfg.iterations:
+                    progress.update(task, total=self.iteration)  # the time budget ended the run
                 if self.iteration % cfg.sample_every == 0 or done:
                     save_grid(self.samples(), self.out / "samples" / f"iter_{self.iteration:06d}.png", nrow=8)
                 q = self.evaluate(cfg.eval_samples) if self.iteration % cfg.eval_every == 0 or done else None
