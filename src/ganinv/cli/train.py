@@ -1,4 +1,9 @@
-"""``ganinv train-gan`` and ``ganinv train-classifier``: rebuild the bundled models."""
+"""``ganinv train-gan``, ``ganinv train-encoder`` and ``ganinv train-classifier``: rebuild the bundled models.
+
+``train-gan`` and ``train-encoder`` also run data-parallel under ``torchrun`` (``--batch-size``
+stays the global batch; rank 0 prints and writes), e.g.
+``torchrun --nproc_per_node 2 -m ganinv train-encoder --model mnist-dcgan --out runs/x``.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ def train_gan(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, samples, curves). "
                                       "Rerunning with the same folder resumes.")] = Path("runs/gan"),
     iterations: Annotated[int, typer.Option(min=1, help="Total training iterations.")] = 3000,
-    batch_size: Annotated[int, typer.Option(min=2, help="Batch size.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=2, help="Batch size (under torchrun: the global batch, split "
+                                                "among the processes).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     sample_every: Annotated[int, typer.Option(min=1, help="Write a sample grid every N iterations.")] = 250,
     eval_every: Annotated[int, typer.Option(min=1, help="Measure sample quality every N iterations.")] = 500,
@@ -49,17 +55,18 @@ def train_gan(
     export_best: Annotated[bool, typer.Option(help="Export the evaluated snapshot with the lowest Fréchet distance "
                                                    "among those meeting the confidence/coverage floor.")] = False,
 ) -> None:
-    """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier."""
+    """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier.
+
+    Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-gan ...`` (gloo on CPU, NCCL on CUDA)."""
     import torch
 
     from ganinv import zoo
     from ganinv.errors import InputError
+    from ganinv.train import distributed as ddp
     from ganinv.train.gan import GanTrainConfig, GanTrainer
 
     if threads:
         torch.set_num_threads(threads)
-    if zoo.DEFAULT_CLASSIFIER not in zoo.available():
-        console.print("[yellow]note:[/] no bundled classifier yet; quality is logged once it exists")
     pair = None
     if betas:
         try:
@@ -74,16 +81,19 @@ def train_gan(
                          batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
-    trainer = GanTrainer(out, cfg, device=resolve_device(device))
-    if trainer.iteration:
-        console.print(f"resuming {out} at iteration {trainer.iteration}")
-    trainer.train()
-    if export:
-        meta = trainer.export(export, name=export.name, eval_samples=final_eval_samples, best=export_best)
-        q = meta.get("quality")
-        console.print(f"exported {export}" + (f": conf {q['confidence']:.3f}, classes "
-                                              f"{min(q['coverage']):.3f}–{max(q['coverage']):.3f}, "
-                                              f"FD {q['fd_ratio']:.2f}× floor, passes={q['passes']}" if q else ""))
+    with ddp.session(resolve_device(device)) as dev:
+        trainer = GanTrainer(out, cfg, device=dev)
+        if trainer.main and zoo.DEFAULT_CLASSIFIER not in zoo.available():
+            console.print("[yellow]note:[/] no bundled classifier yet; quality is logged once it exists")
+        if trainer.iteration and trainer.main:
+            console.print(f"resuming {out} at iteration {trainer.iteration}")
+        trainer.train()
+        if export and trainer.main:
+            meta = trainer.export(export, name=export.name, eval_samples=final_eval_samples, best=export_best)
+            q = meta.get("quality")
+            console.print(f"exported {export}" + (f": conf {q['confidence']:.3f}, classes "
+                                                  f"{min(q['coverage']):.3f}–{max(q['coverage']):.3f}, "
+                                                  f"FD {q['fd_ratio']:.2f}× floor, passes={q['passes']}" if q else ""))
 
 
 def train_classifier(
@@ -108,7 +118,8 @@ def train_encoder(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, curves, best snapshot). "
                                       "Rerunning with the same folder resumes.")] = Path("runs/encoder"),
     iterations: Annotated[int, typer.Option(min=1, help="Training steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(min=2, help="Images per step (generated + real).")] = 32,
+    batch_size: Annotated[int, typer.Option(min=2, help="Images per step (generated + real; under torchrun the "
+                                                "global batch, split among the processes).")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
     passes: Annotated[int, typer.Option(min=1, help="ReStyle refinement passes trained per step.")] = 2,
     real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of real training digits in a "
@@ -132,10 +143,13 @@ def train_encoder(
     export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2-encoder).")] = None,
 ) -> None:
-    """Train a pSp/e4e/ReStyle-style encoder for a bundled generator (generated + real digits), resumably."""
+    """Train a pSp/e4e/ReStyle-style encoder for a bundled generator (generated + real digits), resumably.
+
+    Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-encoder ...`` (gloo on CPU, NCCL on CUDA)."""
     import torch
 
     from ganinv import zoo
+    from ganinv.train import distributed as ddp
     from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer
 
     if threads:
@@ -146,12 +160,13 @@ def train_encoder(
                              w_delta=w_delta, width=width, val_every=val_every, val_images=val_images,
                              seed=seed, time_budget=time_budget * 60 if time_budget else None,
                              init_from=str(init_from) if init_from else None)
-    trainer = EncoderTrainer(out, cfg, device=resolve_device(device))
-    if trainer.iteration:
-        console.print(f"resuming {out} at iteration {trainer.iteration}")
-    trainer.train()
-    if export:
-        meta = trainer.export(export)
-        best = meta.get("selected") or {}
-        console.print(f"exported {export} (iteration {best.get('iteration', '?')}: " +
-                      ", ".join(f"{k} {v:.2f} dB" for k, v in best.items() if k.startswith("val_psnr")) + ")")
+    with ddp.session(resolve_device(device)) as dev:
+        trainer = EncoderTrainer(out, cfg, device=dev)
+        if trainer.iteration and trainer.main:
+            console.print(f"resuming {out} at iteration {trainer.iteration}")
+        trainer.train()
+        if export and trainer.main:
+            meta = trainer.export(export)
+            best = meta.get("selected") or {}
+            console.print(f"exported {export} (iteration {best.get('iteration', '?')}: " +
+                          ", ".join(f"{k} {v:.2f} dB" for k, v in best.items() if k.startswith("val_psnr")) + ")")

@@ -430,19 +430,32 @@ class StyleGAN2Generator(Generator):
         out, skip = self._blocks(state[0], state[1], ws, list(self.stored_noise()), layer - 1, len(self.to_rgbs))
         return self._finish(skip)
 
-    def forward(self, z: Tensor, truncation: float = 1.0, random_noise: bool = False) -> Tensor:
-        """Training-style call: z ``[B, z_dim]`` → native image ``[B, C, H, W]`` in ~[-1, 1]."""
+    def forward(self, z: Tensor, truncation: float = 1.0, random_noise: bool = False,
+                noise: list[Tensor] | None = None) -> Tensor:
+        """Training-style call: z ``[B, z_dim]`` → native image ``[B, C, H, W]`` in ~[-1, 1].
+
+        ``noise`` (one map ``[B, 1, H, W]`` per layer, e.g. drawn for a larger batch and sliced)
+        overrides ``random_noise``.
+        """
         w = self.mapping(z)
         if truncation != 1.0:
             w = self.w_avg + truncation * (w - self.w_avg)
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        noise: list[Tensor | None] = [None] * self.num_layers if random_noise else list(self.stored_noise())
-        return self.synthesis(ws, noise)
+        return self.synthesis(ws, self._noise_arg(noise, random_noise))
 
-    def forward_mixed(self, z1: Tensor, z2: Tensor, crossover: Tensor | int) -> Tensor:
-        """Style mixing regularisation: layers ``< crossover`` from z1, the rest from z2; random noise."""
+    def forward_mixed(self, z1: Tensor, z2: Tensor, crossover: Tensor | int,
+                      noise: list[Tensor] | None = None) -> Tensor:
+        """Style mixing regularisation: layers ``< crossover`` from z1, the rest from z2; random noise
+        (or the given ``noise`` maps)."""
         w1, w2 = self.mapping(z1), self.mapping(z2)
         idx = torch.arange(self.num_ws, device=z1.device).view(1, -1, 1)
         cross = torch.as_tensor(crossover, device=z1.device).view(-1, 1, 1)
         ws = torch.where(idx < cross, w1.unsqueeze(1), w2.unsqueeze(1))
-        return self.synthesis(ws, [None] * self.num_layers)
+        return self.synthesis(ws, self._noise_arg(noise, True))
+
+    def _noise_arg(self, noise: list[Tensor] | None, random_noise: bool) -> list[Tensor | None]:
+        if noise is not None:
+            if len(noise) != self.num_layers:
+                raise InputError(f"expected {self.num_layers} noise maps, got {len(noise)}")
+            return list(noise)
+        return [None] * self.num_layers if random_noise else list(self.stored_noise())

@@ -14,6 +14,10 @@ Training is ReStyle-style: every step runs ``passes`` refinement passes, each fr
 both the first guess and the corrections. e4e's delta-norm regulariser keeps W+ codes near W.
 Every ``val_every`` steps the encoder is validated on held-out digits that are *not* among the
 200 benchmark digits; the best validation snapshot is what gets exported.
+
+Under ``torchrun`` (see :mod:`ganinv.train.distributed`) ``batch_size`` stays the global batch:
+every rank draws the global batch's indices and latents and trains on its slice of the real and of
+the generated images, gradients are summed over ranks, and rank 0 alone validates and writes files.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, save_pretrained
+from ganinv.train import distributed as ddp
 
 
 @dataclass
@@ -155,6 +160,9 @@ class EncoderTrainer:
             raise InputError(f"real_fraction must be in [0, 1], got {config.real_fraction}")
         if config.passes < 1:
             raise InputError(f"passes must be ≥ 1, got {config.passes}")
+        self.rank, self.world_size = ddp.world()
+        ddp.check_batch(config.batch_size, self.world_size)
+        self.main = self.rank == 0
         self.data = data
         G = generator if generator is not None else zoo.load(config.model)
         self.G: Generator = G.to(self.device)  # type: ignore[assignment]
@@ -187,6 +195,7 @@ class EncoderTrainer:
             torch.set_rng_state(state["rng"])
         elif config.init_from:
             self._init_from(Path(config.init_from))
+        ddp.broadcast_module(self.encoder)
 
     def _init_from(self, folder: Path) -> None:
         """Warm start from an exported encoder of the same architecture (e.g. one trained for an earlier
@@ -206,20 +215,21 @@ class EncoderTrainer:
         load_state_strict(self.encoder, read_safetensors(path), str(path))
 
     # ----- data ---------------------------------------------------------------------------------
-    def _synthetic(self, n: int) -> tuple[Tensor, Tensor]:
-        """``n`` generated images ``[n, C, R, R]`` in [0, 1] and their latents in the encoder's space."""
+    def _synthetic(self, n: int, part: slice = slice(None)) -> tuple[Tensor, Tensor]:
+        """Generated images ``[k, C, R, R]`` in [0, 1] and their latents in the encoder's space: the
+        ``part`` of ``n`` random draws (all of them by default; the draws are always made for ``n``)."""
         G = self.G
         with torch.no_grad():
-            z = torch.randn((n, *G.space("z").shape), generator=self.gen).to(self.device)
+            z = torch.randn((n, *G.space("z").shape), generator=self.gen)[part].to(self.device)
             if self.space == "z":
                 lat = z
             else:
                 lat = G.convert(z, "z", "w+")
                 if self.cfg.mixing_prob > 0:
-                    z2 = torch.randn((n, *G.space("z").shape), generator=self.gen).to(self.device)
+                    z2 = torch.randn((n, *G.space("z").shape), generator=self.gen)[part].to(self.device)
                     lat2 = G.convert(z2, "z", "w+")
-                    cross = torch.randint(1, lat.shape[1], (n,), generator=self.gen).to(self.device)
-                    mix = torch.rand(n, generator=self.gen).to(self.device) < self.cfg.mixing_prob
+                    cross = torch.randint(1, lat.shape[1], (n,), generator=self.gen)[part].to(self.device)
+                    mix = torch.rand(n, generator=self.gen)[part].to(self.device) < self.cfg.mixing_prob
                     layer = torch.arange(lat.shape[1], device=self.device)[None, :, None]
                     take2 = (layer >= cross[:, None, None]) & mix[:, None, None]
                     lat = torch.where(take2, lat2, lat)
@@ -229,38 +239,51 @@ class EncoderTrainer:
 
     # ----- one step -----------------------------------------------------------------------------
     def step(self, real: Tensor) -> dict[str, float]:
-        """One optimiser step on ``real`` images (``[n_real, C, R, R]`` in [0, 1]) plus generated ones."""
+        """One optimiser step on ``real`` images (``[n_real, C, R, R]`` in [0, 1]) plus generated ones.
+
+        ``real`` is the global batch's real part; under ``torchrun`` this rank trains on its slice of
+        it and of the generated part, and every term is weighted by its slice's share of the global
+        batch, so the gradients summed over ranks are those of the one-process loss.
+        """
         cfg, enc = self.cfg, self.encoder
         enc.train()
-        n_syn = cfg.batch_size - real.shape[0]
-        syn_img, syn_lat = self._synthetic(n_syn) if n_syn > 0 else (None, None)
-        images = torch.cat([real, syn_img]) if syn_img is not None else real
+        n = cfg.batch_size
         n_real = real.shape[0]
+        n_syn = n - n_real
+        rank, world_size = self.rank, self.world_size
+        if world_size > 1:
+            real = real[ddp.interleaved(0, rank, world_size)]
+        syn_img, syn_lat = (self._synthetic(n_syn, ddp.interleaved(n_real, rank, world_size)) if n_syn > 0
+                            else (None, None))
+        images = torch.cat([real, syn_img]) if syn_img is not None else real
+        k_real, k_syn = real.shape[0], images.shape[0] - real.shape[0]  # this rank's counts
         passes = run_passes(enc, self.G, images, cfg.passes, self.space)
         total = images.new_zeros(())
-        stats: dict[str, float] = {}
+        stats: dict[str, Tensor] = {}
         scale2 = enc.latent_scale ** 2
         for p, (lat, img) in enumerate(passes):
-            loss = cfg.w_pixel * F.mse_loss(img, images) + cfg.w_delta * enc.delta_norm(lat).mean()
+            loss = (cfg.w_pixel * F.mse_loss(img, images) + cfg.w_delta * enc.delta_norm(lat).mean()) * (
+                images.shape[0] / n)
             if syn_lat is not None:
-                lat_loss = (lat[n_real:] - syn_lat).square().mean() / scale2
-                loss = loss + cfg.w_latent * lat_loss * (n_syn / cfg.batch_size)
-                stats[f"latent_{p}"] = float(lat_loss.detach())
-            if n_real:
-                real_term = self.real_loss(img[:n_real], real).mean()
+                lat_loss = (lat[k_real:] - syn_lat).square().mean() / scale2 if k_syn else total.new_zeros(())
+                loss = loss + cfg.w_latent * lat_loss * (k_syn / n)
+                stats[f"latent_{p}"] = lat_loss.detach() * (k_syn / n_syn)
+            if k_real:
+                real_term = self.real_loss(img[:k_real], real).mean()
                 if self.classifier is not None:
-                    f_pred = self.classifier.features(img[:n_real])
+                    f_pred = self.classifier.features(img[:k_real])
                     f_true = self.classifier.features(real).detach()
                     real_term = real_term + cfg.w_classifier * (1 - F.cosine_similarity(f_pred, f_true)).mean()
-                loss = loss + real_term * (n_real / cfg.batch_size)
+                loss = loss + real_term * (k_real / n)
             with torch.no_grad():
-                stats[f"mse_{p}"] = float(F.mse_loss(img, images))
+                stats[f"mse_{p}"] = F.mse_loss(img, images) * (images.shape[0] / n)
             total = total + loss
         self.opt.zero_grad(set_to_none=True)
         total.backward()
+        ddp.sum_gradients(self.encoder.parameters())
         self.opt.step()
-        stats["loss"] = float(total.detach())
-        return stats
+        stats["loss"] = total.detach()
+        return ddp.sum_values(stats)
 
     def progress(self) -> float:
         """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
@@ -324,7 +347,10 @@ class EncoderTrainer:
 
     # ----- loop ---------------------------------------------------------------------------------
     def train(self) -> None:
-        """Run until ``config.iterations`` (resumable at any point)."""
+        """Run until ``config.iterations`` (resumable at any point).
+
+        Under ``torchrun`` every rank calls this; rank 0 alone validates, prints and writes files.
+        """
         from ganinv.data import mnist
 
         cfg = self.cfg
@@ -340,10 +366,12 @@ class EncoderTrainer:
             x, _ = mnist("train")
         x = x.to(self.device)
         n_real = int(round(cfg.batch_size * cfg.real_fraction))
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = self.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
-        with Progress(*columns) as progress:
+        with Progress(*columns, disable=not main) as progress:
             task = progress.add_task(f"train encoder ({cfg.model})", total=cfg.iterations,
                                      completed=self.iteration, status="")
             while self.progress() < 1.0:
@@ -353,14 +381,17 @@ class EncoderTrainer:
                 idx = torch.randint(0, len(x), (n_real,), generator=self.gen).to(self.device)
                 stats = self.step(x[idx])
                 self.iteration += 1
-                self.train_seconds += time.perf_counter() - t0
-                if self.iteration % 10 == 0:
+                # rank 0's clock for all, so that every rank agrees on the time budget and the lr
+                self.train_seconds = ddp.broadcast_float(self.train_seconds + time.perf_counter() - t0, self.device)
+                if self.iteration % 10 == 0 and main:
                     self.log.append({"iteration": self.iteration, **{k: round(v, 6) for k, v in stats.items()},
                                      "seconds": round(self.train_seconds, 1)})
                     progress.update(task, status=f"loss {stats['loss']:.4f}")
                 done = self.progress() >= 1.0
                 if done and self.iteration < cfg.iterations:
                     progress.update(task, total=self.iteration)  # the time budget ended the run
+                if not main:
+                    continue
                 if self.iteration % cfg.val_every == 0 or done:
                     val = self.validate()
                     self.log.append({"iteration": self.iteration, **val})
@@ -377,6 +408,7 @@ class EncoderTrainer:
                 if self.iteration % cfg.checkpoint_every == 0 or done:
                     self.save_checkpoint()
                 progress.update(task, completed=self.iteration)
+        ddp.barrier()  # rank 0's files are complete when train() returns anywhere
 
     def export(self, folder: str | Path, name: str | None = None) -> dict[str, Any]:
         """Write the best validated encoder as a ganinv model folder (``kind: "encoder"``); returns its meta."""

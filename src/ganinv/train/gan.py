@@ -7,6 +7,12 @@ optional R1 penalty, style-mixing regularisation and random noise for StyleGAN2.
 A run lives in one folder: ``checkpoint.pt`` (written atomically every
 ``checkpoint_every`` iterations; rerunning the same command resumes from it),
 ``log.jsonl``, ``samples/iter_*.png`` grids, ``curves.png`` and ``quality.json``.
+
+Under ``torchrun`` (see :mod:`ganinv.train.distributed`) ``batch_size`` stays the global batch:
+every rank draws the global batch's data indices, latents, noise maps, mixing and augmentation
+parameters and keeps its slice (whole minibatch-stddev groups), BatchNorm layers use the global
+batch's statistics, gradients are summed over ranks before each optimiser step, and rank 0 alone
+samples, evaluates and writes files. The result equals a one-process run up to float rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, save_pretrained
+from ganinv.train import distributed as ddp
 from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE, Quality, generator_quality
 
 #: Generator/discriminator settings of the bundled models.
@@ -89,18 +96,25 @@ class GanTrainConfig:
 
 
 def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: float = 0.125,
-                 cutout: float = 0.5) -> torch.Tensor:
+                 cutout: float = 0.5, select: torch.Tensor | None = None, batch: int | None = None) -> torch.Tensor:
     """Differentiable augmentation (Zhao et al. 2020): random translation and cutout, per sample.
 
     Applied to real and fake images alike before the discriminator, so it cannot leak into
     the generator's output distribution; it keeps a discriminator from memorising a small
-    training set. ``x`` is ``[B, C, H, W]``.
+    training set. ``x`` is ``[B, C, H, W]``. With ``select`` (``B`` indices into a batch of
+    ``batch`` samples, e.g. one rank's share), the random parameters are drawn for the whole
+    ``batch`` and ``x`` gets those of its samples.
     """
     b, _, h, w = x.shape
     dev = x.device
+    n = b if select is None else (batch or b)
+
+    def pick(t: torch.Tensor) -> torch.Tensor:
+        return (t if select is None else t[select.to(t.device)]).to(dev)
+
     sh, sw = int(h * shift + 0.5), int(w * shift + 0.5)
-    tx = torch.randint(-sh, sh + 1, (b, 1, 1), generator=gen).to(dev)
-    ty = torch.randint(-sw, sw + 1, (b, 1, 1), generator=gen).to(dev)
+    tx = pick(torch.randint(-sh, sh + 1, (n, 1, 1), generator=gen))
+    ty = pick(torch.randint(-sw, sw + 1, (n, 1, 1), generator=gen))
     gy, gx = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
     src_y = (gy.unsqueeze(0) + ty).clamp(-1, h)  # out of range → padding row/col
     src_x = (gx.unsqueeze(0) + tx).clamp(-1, w)
@@ -108,8 +122,8 @@ def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: flo
     idx = ((src_y + 1) * (w + 2) + (src_x + 1)).view(b, 1, h * w).expand(-1, x.shape[1], -1)
     x = padded.flatten(2).gather(2, idx).view_as(x)
     ch, cw = int(h * cutout + 0.5), int(w * cutout + 0.5)
-    cy = torch.randint(0, h + (1 - ch % 2), (b, 1, 1), generator=gen).to(dev)
-    cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen).to(dev)
+    cy = pick(torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=gen))
+    cx = pick(torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=gen))
     dy, dx = gy.unsqueeze(0) - cy + ch // 2, gx.unsqueeze(0) - cx + cw // 2  # offsets inside the hole
     keep = ~((dy >= 0) & (dy < ch) & (dx >= 0) & (dx < cw))
     return torch.where(keep.unsqueeze(1), x, torch.full_like(x, -1.0))
@@ -181,10 +195,17 @@ class GanTrainer:
         else:
             self.cfg = config.resolved()
             state = None
+        self.rank, self.world_size = ddp.world()
+        self.main = self.rank == 0
+        ddp.check_batch(self.cfg.batch_size, self.world_size)
+        self._shard(self.cfg.batch_size)  # refuses a batch whose minibatch-stddev groups cannot be split
         torch.manual_seed(self.cfg.seed)
         self.G = build(self.cfg.g).to(self.device)
         self.D = build(self.cfg.d).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if self.world_size > 1:  # batch statistics of the global batch (G_ema keeps plain BatchNorm)
+            ddp.convert_sync_batchnorm(self.G)
+            ddp.convert_sync_batchnorm(self.D)
         preset = PRESETS[self.cfg.arch]
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g,
                                       betas=tuple(self.cfg.betas_g or preset["betas_g"]))
@@ -196,6 +217,8 @@ class GanTrainer:
             self._restore(state)
         elif self.cfg.init_from:
             self._init_from(Path(self.cfg.init_from))
+        for net in (self.G, self.D, self.G_ema):
+            ddp.broadcast_module(net)
 
     def _init_from(self, folder: Path) -> None:
         """Start from an exported model folder: its generator becomes G and G_ema, its discriminator D.
@@ -255,44 +278,78 @@ class GanTrainer:
         atomic_write(self.ckpt_path, lambda tmp: torch.save(state, tmp))
 
     # ----- one iteration -----------------------------------------------------------
-    def _fake(self, n: int) -> torch.Tensor:
+    def _shard(self, n: int) -> torch.Tensor | None:
+        """This rank's indices into a global batch of ``n`` (whole minibatch-stddev groups); None in one process."""
+        if self.world_size == 1:
+            return None
+        group = int(self.cfg.d.get("mbstd_group", 0) or 0)
+        return ddp.shard_indices(n, self.rank, self.world_size, group).to(self.device)
+
+    def _fake(self, n: int, sel: torch.Tensor | None = None) -> torch.Tensor:
+        """Fakes of a global batch of ``n``: all random draws are made for ``n`` (so every rank's random
+        stream stays in step), the images only for this rank's indices ``sel`` (all without)."""
+        def take(t: torch.Tensor) -> torch.Tensor:
+            return t if sel is None else t[sel]
+
         z = torch.randn(n, self.cfg.g["z_dim"], device=self.device)
         if isinstance(self.G, StyleGAN2Generator):
             if self.cfg.mixing_prob and torch.rand(()) < self.cfg.mixing_prob:
                 z2 = torch.randn_like(z)
                 cross = torch.randint(1, self.G.num_ws, (n,), device=self.device)
-                return self.G.forward_mixed(z, z2, cross)
-            return self.G(z, random_noise=True)
-        return self.G(z)
+                return self.G.forward_mixed(take(z), take(z2), take(cross), noise=self._noise(n, take))
+            return self.G(take(z), noise=self._noise(n, take))
+        return self.G(take(z))
+
+    def _noise(self, n: int, take) -> list[torch.Tensor]:
+        """Random noise maps of a batch of ``n``, layer by layer (the draws of ``random_noise=True``)."""
+        return [take(torch.randn(n, *t.shape[1:], device=self.device)) for t in self.G.stored_noise()]
 
     def step(self, real: torch.Tensor) -> dict[str, float]:
-        """One D step and one G step on a batch of real images in [-1, 1]."""
+        """One D step and one G step on a (global) batch of real images in [-1, 1].
+
+        Under ``torchrun`` this rank trains on its share of the batch; each loss is weighted by that
+        share (``n_local / n``) and the gradients are summed over ranks, i.e. the one-process gradient.
+        """
         n = real.shape[0]
+        sel = self._shard(n)
         self.G.train()
         self.D.train()
         self.D.requires_grad_(True)
         with torch.no_grad():
-            fake = self._fake(n)
-        aug = diff_augment if self.cfg.augment else (lambda t: t)
+            fake = self._fake(n, sel)
+        if self.cfg.augment:
+            def aug(t: torch.Tensor) -> torch.Tensor:
+                return diff_augment(t, select=sel, batch=n)
+        else:
+            def aug(t: torch.Tensor) -> torch.Tensor:
+                return t
+        if sel is not None:
+            real = real[sel]
+        share = real.shape[0] / n
         r1_gamma = self.cfg.r1_gamma or 0.0
         real_in = real.detach().requires_grad_(r1_gamma > 0)
         real_logits = self.D(aug(real_in))
         d_loss = F.softplus(self.D(aug(fake))).mean() + F.softplus(-real_logits).mean()
         if r1_gamma > 0:
+            # with synchronised BatchNorm the gradient flows to other ranks' samples too: the backward of
+            # its all-reduce makes this the gradient of the *global* sum of logits, as in one process
             (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
             d_loss = d_loss + r1_gamma / 2 * grad.square().sum(dim=(1, 2, 3)).mean()
+        d_loss = d_loss * share
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
+        ddp.sum_gradients(self.D.parameters())
         self.opt_d.step()
 
         self.D.requires_grad_(False)
-        g_loss = F.softplus(-self.D(aug(self._fake(n)))).mean()
+        g_loss = F.softplus(-self.D(aug(self._fake(n, sel)))).mean() * share
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        ddp.sum_gradients(self.G.parameters())
         self.opt_g.step()
         # EMA with a ramp (beta grows from ~0.1 to ema_beta) so early averages are not dominated by the init
         _ema(self.G_ema, self.G, min(self.cfg.ema_beta, (1.0 + self.iteration) / (10.0 + self.iteration)))
-        return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "real_score": real_logits.mean().item()}
+        return ddp.sum_values({"d_loss": d_loss, "g_loss": g_loss, "real_score": real_logits.mean() * share})
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, batches: int = 20, batch_size: int = 500) -> None:
@@ -388,15 +445,20 @@ class GanTrainer:
 
     # ----- loop --------------------------------------------------------------------
     def train(self) -> None:
-        """Run until ``config.iterations``; resumable at any point."""
+        """Run until ``config.iterations``; resumable at any point.
+
+        Under ``torchrun`` every rank calls this; rank 0 alone samples, evaluates, prints and writes files.
+        """
         x, _ = mnist("train")
         x = (x * 2 - 1).to(self.device)
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = self.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
         perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
-        with Progress(*columns) as progress:
+        with Progress(*columns, disable=not main) as progress:
             task = progress.add_task(f"train {cfg.arch}", total=cfg.iterations, completed=self.iteration, status="")
             while self.progress() < 1.0:
                 t0 = time.perf_counter()
@@ -410,13 +472,16 @@ class GanTrainer:
                         group["lr"] = base * factor
                 losses = self.step(real)
                 self.iteration += 1
-                self.train_seconds += time.perf_counter() - t0
-                if self.iteration % 10 == 0:
+                # rank 0's clock for all, so that every rank agrees on the time budget and the lr
+                self.train_seconds = ddp.broadcast_float(self.train_seconds + time.perf_counter() - t0, self.device)
+                if self.iteration % 10 == 0 and main:
                     self.log.append({"iteration": self.iteration, **losses, "seconds": round(self.train_seconds, 2)})
                     progress.update(task, status=f"D {losses['d_loss']:.3f} G {losses['g_loss']:.3f}")
                 done = self.progress() >= 1.0
                 if done and self.iteration < cfg.iterations:
                     progress.update(task, total=self.iteration)  # the time budget ended the run
+                if not main:
+                    continue
                 if self.iteration % cfg.sample_every == 0 or done:
                     save_grid(self.samples(), self.out / "samples" / f"iter_{self.iteration:06d}.png", nrow=8)
                 q = self.evaluate(cfg.eval_samples) if self.iteration % cfg.eval_every == 0 or done else None
@@ -432,6 +497,7 @@ class GanTrainer:
                     atomic_write(self.out / "log.jsonl",
                                  lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in self.log)))
                 progress.update(task, completed=self.iteration)
+        ddp.barrier()  # rank 0's files are complete when train() returns anywhere
 
     def export(self, folder: str | Path, name: str, eval_samples: int = 10_000, best: bool = False) -> dict:
         """Write the EMA generator + discriminator as a ganinv model folder; returns its metadata.
