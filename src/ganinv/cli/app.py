@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ganinv.cli import (demo, directions, edit, evaluate, info, interpolate, invert, mix, models, restore, sample,
-                        train)
+from ganinv.cli import (dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models, restore,
+                        sample, serve, train)
 from ganinv.cli.common import friendly_errors
 
 app = typer.Typer(
@@ -25,11 +25,13 @@ for name, command in {
     "train-encoder": train.train_encoder,
     "eval": evaluate.evaluate,
     "invert": invert.invert,
+    "invert-dataset": dataset.invert_dataset,
     "restore": restore.restore,
     "directions": directions.directions,
     "edit": edit.edit,
     "interpolate": interpolate.interpolate,
     "mix": mix.mix,
+    "serve": serve.serve,
 }.items():
     app.command(name)(friendly_errors(command))
 

@@ -1,0 +1,206 @@
+"""The web app's work without a browser: safe uploads, inversion, restoration and edits on tiny models."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ganinv.errors import InputError
+from ganinv.web.backend import Code, Limits, Workbench, card_markdown, describe_metrics, error_map, to_display
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A tiny, valid-looking PNG whose header claims ``width × height`` (a decompression bomb's signature)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture
+def wb(tiny_sg2, tmp_path) -> Workbench:
+    return Workbench(tiny_sg2, "tiny", tmp_path / "work", Limits(max_upload_mb=0.01, max_pixels=512 * 512,
+                                                                 max_steps=50, max_hypotheses=3))
+
+
+def digit_png(path: Path, size: int = 16) -> Path:
+    arr = np.zeros((size, size), np.uint8)
+    arr[size // 4: 3 * size // 4, size // 2 - 1: size // 2 + 1] = 255
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_display_images_are_enlarged_rgb_uint8():
+    img = to_display(torch.rand(1, 1, 16, 16))
+    assert img.shape == (256, 256, 3) and img.dtype == np.uint8
+    assert np.array_equal(img[:16, :16], np.broadcast_to(img[0, 0], (16, 16, 3)))  # nearest: crisp pixels
+    assert to_display(torch.rand(3, 300, 300)).shape == (300, 300, 3)
+    emap = error_map(torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8))
+    assert emap.shape == (256, 256, 3) and emap.max() > 200  # maximal error is bright
+
+
+def test_read_image_converts_and_reports(wb, tmp_path):
+    rgb = tmp_path / "colour.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(rgb)
+    x, notes = wb.read_image(rgb, "colour.png")
+    assert x.shape == (1, 1, 16, 16) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert any("RGB → L" in n for n in notes) and any("16×16" in n for n in notes)
+
+
+@pytest.mark.parametrize("case", ["not-image", "truncated", "too-big", "bomb", "huge", "missing", "none"])
+def test_read_image_refuses_bad_uploads_with_the_users_name(wb, tmp_path, case):
+    path = tmp_path / "server-side-name.png"
+    if case == "not-image":
+        path.write_bytes(b"%PDF-1.4 definitely not an image")
+        match = "is not an image file"
+    elif case == "truncated":
+        digit_png(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        match = "could not be decoded|not an image file"
+    elif case == "too-big":
+        path.write_bytes(b"\x00" * 20_000)  # over the 0.01 MB limit of this workbench
+        match = "the limit is 0.01 MB"
+    elif case == "bomb":
+        png_header_only(path, 100_000, 100_000)
+        match = "too large to decode safely"  # Pillow itself calls this a decompression bomb
+    elif case == "huge":
+        png_header_only(path, 1000, 1000)  # within Pillow's limit, over this server's
+        match = "too large to decode safely.*1000×1000 pixels"
+    elif case == "missing":
+        path = tmp_path / "gone.png"
+        match = "the upload is gone"
+    else:
+        path = None
+        match = "no image yet"
+    with pytest.raises(InputError, match=match) as info:
+        wb.read_image(path, "my photo.png")
+    assert "server-side-name" not in str(info.value)  # the page names the user's file, never the server's path
+    if case not in ("none",):
+        assert "my photo.png" in str(info.value)
+
+
+def test_invert_outcome_has_everything_the_tab_shows(wb, tmp_path):
+    x, _ = wb.read_image(digit_png(tmp_path / "d.png"), "d.png")
+    seen = []
+    out = wb.invert(x, method="optimize", space="w+", steps=6, progress=lambda f, msg: seen.append(f))
+    assert out.reconstruction.shape == out.target.shape == out.error_map.shape == (256, 256, 3)
+    assert out.metrics["space"] == "w+" and out.metrics["steps"] == 6 and 0 < out.metrics["PSNR (dB)"] < 100
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+    assert out.curve is not None and out.curve.is_file()
+    assert [p.suffix for p in out.files] == [".npz"] and out.files[0].parent.parent == wb.work_dir
+    with np.load(out.files[0]) as data:
+        assert data["w"].shape == (1, *wb.G.space("w+").shape)  # the field's projected_w.npz layout
+    assert out.code.latent.shape == (1, *wb.G.space("w+").shape)
+    assert out.code.noise is not None and len(out.code.noise) == len(wb.G.noise_shapes)  # optimised maps kept
+    with pytest.raises(InputError, match="steps must be between 1 and 50"):
+        wb.invert(x, steps=51)
+    with pytest.raises(InputError, match="method 'encoder' is not available"):
+        wb.invert(x, method="encoder")  # no bundled encoder was trained for a random tiny model
+    with pytest.raises(InputError, match="space 'q' does not exist"):
+        wb.invert(x, space="q", steps=2)
+
+
+def test_pti_download_carries_its_deltas(wb, tmp_path):
+    x, _ = wb.read_image(digit_png(tmp_path / "d.png"), "d.png")
+    out = wb.invert(x, method="pti", steps=3)
+    assert sorted(p.name for p in out.files) == ["latent.deltas.safetensors", "latent.npz"]
+
+
+def test_restore_simulated_and_real_observations(wb, tmp_path):
+    x, _ = wb.read_image(digit_png(tmp_path / "d.png"), "d.png")
+    out = wb.restore(x, task="inpaint", options={"box": (4, 4, 8, 8)}, hypotheses=2, steps=4)
+    assert len(out.hypotheses) == 2 and out.observation.shape == (256, 256, 3)
+    fits = [float(c.split("data fit ")[1].split(" ")[0]) for _, c in out.hypotheses]
+    assert fits == sorted(fits) and "PSNR" in out.hypotheses[0][1]
+    assert out.baseline is not None and out.baseline[1].startswith("TV inpainting")
+    assert out.metrics["best PSNR"] is not None and out.observation_file.is_file()
+    cs = wb.restore(x, task="cs", options={"m": 20}, hypotheses=1, steps=3)
+    assert cs.observation is None and cs.metrics["task"].startswith("cs(")
+    # a real low-resolution image is the observation of sr ×4 (16 px model → 4 px)
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((4, 4), 128, np.uint8)).save(small)
+    sr = wb.restore(None, task="sr", options={"factor": 4}, simulate=False, observation_path=small,
+                    shown="small.png", hypotheses=1, steps=3)
+    assert "best PSNR" not in sr.metrics and len(sr.hypotheses) == 1
+    with pytest.raises(InputError, match="small.png is 4×4 px, but a sr.*switch on 'simulate degradation'"):
+        wb.restore(None, task="sr", options={"factor": 2}, simulate=False, observation_path=small,
+                   shown="small.png", steps=3)
+    with pytest.raises(InputError, match="a cs observation is not an image"):
+        wb.restore(None, task="cs", options={}, simulate=False, observation_path=small, steps=3)
+    with pytest.raises(InputError, match="hypotheses must be between 1 and 3"):
+        wb.restore(x, task="denoise", options={}, hypotheses=4, steps=3)
+    with pytest.raises(InputError, match="unknown task 'colorize'"):
+        wb.restore(x, task="colorize", options={}, steps=3)  # gray model: colorize is not offered
+
+
+def test_edits_move_the_image_and_zero_strength_is_the_code(wb):
+    G = wb.G
+    w = G.convert(G.sample_latent(2, "z", seed=3), "z", "w")
+    a, b = Code(w[:1], "w"), Code(w[1:], "w")
+    base = wb.code_render(a)
+    assert np.array_equal(wb.edit(a, "pca", 0, 0.0), base)
+    moved = wb.edit(a, "pca", 0, 3.0)
+    assert not np.array_equal(moved, base)
+    assert not np.array_equal(wb.edit(a, "sefa", 1, 3.0, 0, 1), base)
+    # only the first two layers moved vs all layers: different images
+    assert not np.array_equal(wb.edit(a, "pca", 0, 3.0, 0, 1), moved)
+    assert np.array_equal(wb.interpolate(a, b, 0.0), base)
+    assert np.array_equal(wb.interpolate(a, b, 1.0), wb.code_render(b))
+    assert np.array_equal(wb.mix(a, b, 0), wb.code_render(b))  # every layer from B
+    with pytest.raises(InputError, match="invert an image first"):
+        wb.edit(None, "pca", 0, 1.0)
+    with pytest.raises(InputError, match="layers must satisfy"):
+        wb.edit(a, "pca", 0, 1.0, 3, 1)
+    with pytest.raises(InputError, match="this model does not make 32×32 digits"):
+        wb.edit(a, "towards", 3, 1.0)
+    with pytest.raises(InputError, match="unknown direction family"):
+        wb.edit(a, "nope", 0, 1.0)
+    with pytest.raises(InputError, match="finite"):
+        wb.edit(a, "pca", 0, float("nan"))
+
+
+def test_z_only_generator_has_no_layers_or_mixing(tiny_dcgan, tmp_path):
+    wb = Workbench(tiny_dcgan, "tiny-dcgan", tmp_path)
+    assert wb.spaces == ["z"] and wb.num_ws is None and "pti" not in wb.methods
+    z = tiny_dcgan.sample_latent(2, "z", seed=0)
+    a, b = Code(z[:1], "z"), Code(z[1:], "z")
+    assert "pca" not in wb.families and "sefa" not in wb.families
+    assert wb.interpolate(a, b, 0.5).shape == (256, 256, 3)
+    with pytest.raises(InputError, match="style mixing needs a generator with w\\+ layers"):
+        wb.mix(a, b, 0)
+    with pytest.raises(InputError, match="need a W space"):
+        wb.edit(a, "pca", 0, 1.0)
+    with pytest.raises(InputError, match="SeFa factorises style modulations"):
+        wb.edit(a, "sefa", 0, 1.0)
+
+
+def test_model_card_and_markdown(wb):
+    card = wb.model_card()
+    assert card["latent spaces"]["w+"] == list(wb.G.space("w+").shape) and card["methods"][0] == "optimize"
+    text = card_markdown(card)
+    assert "`w+`" in text and "| parameters |" in text
+    assert describe_metrics({"psnr": 30.0, "x": None}).splitlines()[-1] == "| x | – |"
+
+
+def test_serve_cli_refuses_bad_models_and_settings_before_starting(tmp_path):
+    from typer.testing import CliRunner
+
+    from ganinv.cli.app import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--model", "no-such-model", "--work-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "no-such-model" in r.output and "mnist-stylegan2" in r.output
+    r = runner.invoke(app, ["serve", "--port", "0"])
+    assert r.exit_code != 0
+    r = runner.invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0 and "--concurrency" in r.output and "--max-upload-mb" in r.output
