@@ -10,6 +10,7 @@ import math
 import os
 import re
 import struct
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -142,35 +143,58 @@ def collect_images(inputs: Sequence[str | Path]) -> tuple[list[Path], list[tuple
     return images, problems
 
 
+#: Largest image (width × height) that is decoded; Pillow's own limit only warns between 1× and 2× of it.
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's default ``Image.MAX_IMAGE_PIXELS`` (≈ 0.25 GB of 24-bit pixels)
+
+# What Pillow's format plugins raise on truncated or corrupt files, besides OSError (found by fuzzing: e.g. a
+# truncated GIF raises IndexError, a damaged PNG header SyntaxError or ValueError).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
+                  ZeroDivisionError, AttributeError, OverflowError, NotImplementedError, AssertionError,
+                  RecursionError, MemoryError, zlib.error)
+
+
 def _open_image(path: Path) -> tuple[Image.Image, list[str]]:
-    """Open and fully decode the first frame of ``path``; every failure → :class:`InputError`."""
+    """Open and fully decode the first frame of ``path``; every failure → :class:`InputError`.
+
+    An image whose header declares more than :data:`MAX_IMAGE_PIXELS` is refused before any pixel is
+    decoded (a decompression bomb: a few KB of PNG can declare gigapixels)."""
     notes: list[str] = []
+    limit = min(MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS)
+    too_big = f"{path} is too large to read safely (over {limit:,} pixels); downscale it first"
     try:
-        with Image.open(path) as img:
-            n_frames = int(getattr(img, "n_frames", 1) or 1)
-            if n_frames > 1:
-                img.seek(0)
-                notes.append(f"used the first of {n_frames} frames")
-            img.load()
-            if img.getexif().get(0x0112, 1) in (2, 3, 4, 5, 6, 7, 8):  # EXIF Orientation tag says "rotate/flip"
-                img = ImageOps.exif_transpose(img)
-                notes.append("applied EXIF orientation")
-            else:
-                img = img.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size  # the header only: no pixel is decoded yet
+                if w * h > limit:
+                    raise InputError(f"{too_big.removesuffix('; downscale it first')}: it declares {w}×{h} pixels; "
+                                     "downscale it first")
+                n_frames = int(getattr(img, "n_frames", 1) or 1)
+                if n_frames > 1:
+                    img.seek(0)
+                    notes.append(f"used the first of {n_frames} frames")
+                img.load()
+                if img.getexif().get(0x0112, 1) in (2, 3, 4, 5, 6, 7, 8):  # EXIF Orientation says "rotate/flip"
+                    img = ImageOps.exif_transpose(img)
+                    notes.append("applied EXIF orientation")
+                else:
+                    img = img.copy()
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
         raise InputError(f"{path} is a directory, not an image file") from None
     except PermissionError:
         raise InputError(f"{path}: permission denied; check the file's permissions") from None
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{path} is too large to read safely ({exc}); downscale it first") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(too_big) from None
     except UnidentifiedImageError:
         raise InputError(f"{path} is not an image file Pillow can read (unknown or corrupt format); "
                          "use PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
-        raise InputError(f"{path} could not be decoded (truncated or corrupt file: {exc}); "
-                         "re-export or re-download it") from None
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"{path} could not be decoded (truncated or corrupt file: {type(exc).__name__}: "
+                         f"{str(exc)[:160]}); re-export or re-download it") from None
     return img, notes
 
 
@@ -217,11 +241,32 @@ def _to_float_array(img: Image.Image) -> tuple[np.ndarray, bool, str]:
     return arr, mode in ("LA", "RGBA"), note
 
 
-def _resize_square(arr: np.ndarray, resolution: int) -> tuple[np.ndarray, str]:
-    """Centre-crop ``[H, W, K]`` to a square and resize to ``resolution`` (Lanczos, antialiased)."""
+def _shrink_large(img: Image.Image, resolution: int) -> Image.Image:
+    """A very large image, centre-cropped and box-averaged in its own 8/32-bit mode to about 4–8× the target
+    side before the float conversion: the result is the same up to rounding (a box average is itself an
+    antialiasing filter and Lanczos still does the last step), but a 45 MPx image no longer takes ~0.9 GB as
+    float RGB (a 500-byte GIF can declare that many pixels; found by fuzzing)."""
+    w, h = img.size
+    side = min(w, h)
+    factor = side // (4 * resolution)
+    if factor >= 2 and img.mode == "P" and "transparency" not in img.info:
+        img = img.convert("RGB")  # what _to_float_array does to an opaque palette image anyway
+    elif factor >= 2 and img.mode == "1":
+        img = img.convert("L")
+    if factor < 2 or img.mode not in ("L", "RGB", "I", "F"):
+        return img
+    kept = factor * (side // factor)
+    left, top = (w - kept) // 2, (h - kept) // 2
+    return img.reduce(factor, box=(left, top, left + kept, top + kept))
+
+
+def _resize_square(arr: np.ndarray, resolution: int,
+                   original: tuple[int, int] | None = None) -> tuple[np.ndarray, str]:
+    """Centre-crop ``[H, W, K]`` to a square and resize to ``resolution`` (Lanczos, antialiased); the note
+    names the ``original`` ``(W, H)`` when the array was already shrunk (:func:`_shrink_large`)."""
     h, w = arr.shape[:2]
     side = min(h, w)
-    if h == w == resolution:
+    if h == w == resolution and original in (None, (w, h)):
         return arr, ""
     left, top = (w - side) // 2, (h - side) // 2
     arr = arr[top:top + side, left:left + side]  # crop first: the filter never sees pixels outside the crop
@@ -231,8 +276,10 @@ def _resize_square(arr: np.ndarray, resolution: int) -> tuple[np.ndarray, str]:
         out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(arr[:, :, k]), mode="F")
                                    .resize((resolution, resolution), Image.Resampling.LANCZOS))
                         for k in range(arr.shape[2])], axis=2)
+    if original is not None:
+        w, h = original
     crop = " (centre crop)" if h != w else ""
-    if side == resolution:
+    if side == resolution and min(w, h) == resolution:
         note = f"centre-cropped {w}×{h} → {resolution}×{resolution}"
     else:
         verb = "upscaled" if side < resolution else "resized"
@@ -271,6 +318,8 @@ def load_target(path: str | Path, channels: int, resolution: int, *,
         raise InputError(f"background must be in [0, 1], got {background}")
     img, notes = _open_image(path)
     src_mode = img.mode
+    size = img.size
+    img = _shrink_large(img, resolution)
     try:
         arr, has_alpha, note = _to_float_array(img)
     except ValueError as exc:
@@ -297,7 +346,7 @@ def load_target(path: str | Path, channels: int, resolution: int, *,
     if src_mode != target:
         notes.append(f"converted {src_mode} → {target}{how}" + (f", {note}" if note else ""))
 
-    arr, size_note = _resize_square(arr, resolution)
+    arr, size_note = _resize_square(arr, resolution, size)
     if size_note:
         notes.append(size_note)
     tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)).clamp_(0.0, 1.0)
@@ -321,15 +370,98 @@ def save_npz(path: str | Path, arrays: Mapping[str, Any]) -> Path:
     return path
 
 
-def load_npy(path: str | Path) -> np.ndarray:
-    """Read a plain ``.npy`` array (``allow_pickle=False``: nothing in the file runs); a pickled or
-    unreadable file is one clear :class:`InputError` naming it."""
+#: Largest array ganinv reads from an ``.npy``/``.npz`` file, in bytes (latents, masks, kernels and observations are
+#: far smaller). An array whose header declares more is refused before anything is allocated.
+MAX_ARRAY_BYTES = 256 * 2**20
+#: Most arrays read from one ``.npz`` archive.
+MAX_NPZ_MEMBERS = 1024
+
+# What NumPy's .npy/.npz parsing raises on damaged bytes (the header is a Python literal, read with tokenize).
+_NPY_ERRORS = (ValueError, TypeError, SyntaxError, tokenize.TokenError, UnicodeDecodeError, OSError, EOFError,
+               zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, KeyError, struct.error, NotImplementedError,
+               OverflowError, MemoryError, RecursionError)
+
+
+def _read_npy(fh: Any, available: int, where: str) -> np.ndarray:
+    """Read one ``.npy`` stream of ``available`` bytes, checking its header before reading any data: plain
+    numbers or text only (no pickles), at most :data:`MAX_ARRAY_BYTES`, and no more data than the stream holds
+    (so a lying header can neither make NumPy allocate nor inflate a zip bomb)."""
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(f"{path} is not a plain .npy array ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path} is not a readable .npy file ({exc})") from None
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+        header_len = fh.tell()
+    except _NPY_ERRORS as exc:
+        raise InputError(f"{where} is not a readable .npy array (damaged header: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})") from None
+    if dtype.hasobject:
+        raise InputError(f"{where} contains pickled Python objects, which are refused for safety; store plain "
+                         "numeric arrays")
+    if dtype.kind not in "biufcSU" or dtype.itemsize == 0:
+        raise InputError(f"{where} holds an array of dtype {dtype}; ganinv reads numbers (or text) only")
+    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise InputError(f"{where} declares an array of shape {list(shape)} ({nbytes / 2**20:,.0f} MB), more than "
+                         f"the {MAX_ARRAY_BYTES // 2**20} MB ganinv reads from an array file; refusing it")
+    if nbytes > available - header_len:
+        raise InputError(f"{where} is truncated: its header declares {nbytes:,} bytes of data "
+                         f"(shape {list(shape)}) but the file holds {max(0, available - header_len):,}; re-create it")
+    try:
+        data = fh.read(nbytes)
+        if len(data) != nbytes:
+            raise EOFError(f"{len(data):,} of {nbytes:,} bytes")
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+    except _NPY_ERRORS as exc:
+        raise InputError(f"{where} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """Read a plain ``.npy`` array (``allow_pickle=False``: nothing in the file runs); a pickled, damaged, truncated
+    or oversized (> :data:`MAX_ARRAY_BYTES`) file is one clear :class:`InputError` naming it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _read_npy(fh, os.fstat(fh.fileno()).st_size, str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a directory, not an .npy file") from None
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable .npy file ({exc.strerror or exc})") from None
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` archive into ``{key: array}``, each checked as :func:`load_npy` does
+    (no pickles, no array over :data:`MAX_ARRAY_BYTES`, no header that claims more data than its member holds:
+    a zip bomb is refused before it is inflated). Members that are not ``.npy`` arrays are skipped."""
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+            if len(members) > MAX_NPZ_MEMBERS:
+                raise InputError(f"{path} holds {len(members):,} arrays; ganinv reads at most {MAX_NPZ_MEMBERS}")
+            total = 0
+            for info in members:
+                where = f"{path} (array {info.filename[:-4]!r})"
+                with zf.open(info) as fh:
+                    arr = _read_npy(fh, info.file_size, where)
+                total += arr.nbytes
+                if total > MAX_ARRAY_BYTES:
+                    raise InputError(f"{path} holds more than {MAX_ARRAY_BYTES // 2**20} MB of arrays; refusing it")
+                out[info.filename[:-4]] = arr
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except _NPY_ERRORS as exc:
+        raise InputError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:120]}); "
+                         "re-create it with np.savez") from None
+    return out
 
 
 def save_latent_npz(path: str | Path, key: str, latent: Tensor | np.ndarray) -> Path:
@@ -350,7 +482,8 @@ def save_latent_npz(path: str | Path, key: str, latent: Tensor | np.ndarray) -> 
 
 
 def load_latent_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` latent file into a dict ``{key: array}`` (pickles refused)."""
+    """Read every array of an ``.npz`` latent file into a dict ``{key: array}`` (pickles, damaged and oversized
+    files refused, see :func:`load_npz`)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such latent file; check the path")
@@ -359,23 +492,15 @@ def load_latent_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as fh:
             magic = fh.read(6)
-        if magic == b"\x93NUMPY":
-            raise InputError(f"{path} holds a single .npy array, not an .npz archive; "
-                             "save it with np.savez(path, w=array)")
-        if not magic.startswith(b"PK"):
-            raise InputError(f"{path} is not an .npz file (no zip signature); pass the .npz written by "
-                             "`ganinv invert` or np.savez")
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: np.asarray(data[k]) for k in data.files}
-    except InputError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputError(f"{path} contains pickled Python objects, which are refused for safety; "
-                             "store plain numeric arrays") from None
-        raise InputError(f"{path} is not a readable .npz file ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise InputError(f"{path} is not a readable .npz file ({exc}); re-create it with np.savez") from None
+    except OSError as exc:
+        raise InputError(f"{path} is not a readable .npz file ({exc.strerror or exc})") from None
+    if magic == b"\x93NUMPY":
+        raise InputError(f"{path} holds a single .npy array, not an .npz archive; "
+                         "save it with np.savez(path, w=array)")
+    if not magic.startswith(b"PK"):
+        raise InputError(f"{path} is not an .npz file (no zip signature); pass the .npz written by "
+                         "`ganinv invert` or np.savez")
+    out = load_npz(path)
     if not out:
         raise InputError(f"{path} contains no arrays; expected a latent under 'w' or 'z'")
     return out

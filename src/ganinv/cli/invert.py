@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -149,8 +151,19 @@ def check_square(G: Generator) -> None:
 
 
 def check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file or cannot be written, before any work is done (nothing is created: a
+    probe file is made and removed in the folder, or in its nearest existing parent)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
+    probe_dir = out_dir
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ganinv-write-test.", dir=probe_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"--out {out_dir} is not writable ({exc.strerror or exc}); choose another folder") from None
 
 
 def check_video_path(video: Path | None) -> None:
@@ -401,6 +414,10 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
 
     image = result.image.detach().cpu()
     m = {k: v.detach().cpu() for k, v in result.metrics.items()}
+    for note in result.notes:  # "target i: ..." → the image's stem
+        idx, _, text = note.partition(": ")
+        who = targets[int(idx.split()[-1])].stem if idx.startswith("target ") and idx.split()[-1].isdigit() else idx
+        console.print(f"[yellow]note:[/] {escape(who)}: {escape(text or note)}")
     psnr = m["psnr"] if "psnr" in m else M.psnr(image, y)
     ssim = m["ssim"] if "ssim" in m else M.ssim(image, y)
     lpips = M.lpips(image, y, net="alex")
@@ -443,6 +460,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             "lpips": _num(lpips[i]) if lpips is not None else None,
             "class_kept": bool(class_kept[i]) if class_kept is not None else None,
             "seconds": _num(seconds, 4), "notes": t.notes,
+            **({"diverged": bool(m["diverged"][i])} if "diverged" in m else {}),
         })
 
     def mean(key: str) -> float | None:

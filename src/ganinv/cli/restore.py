@@ -67,16 +67,18 @@ def read_observation_file(path: Path) -> tuple[Tensor, dict[str, Any] | None]:
     import numpy as np
     import torch
 
-    try:
+    from ganinv.io import load_npy, load_npz
+
+    try:  # the readers check each array's header first: no pickles, no oversized or truncated arrays
         if path.suffix.lower() == ".npy":
-            arr, meta = np.load(path, allow_pickle=False), None
+            arr, meta = load_npy(path), None
         else:
-            with np.load(path, allow_pickle=False) as data:
-                if "y" not in data.files:
-                    raise InputError(f"{path} holds no observation: an .npz observation needs an array 'y' "
-                                     f"(found: {', '.join(data.files) or 'nothing'})")
-                arr = data["y"]
-                meta = json.loads(str(data["task"])) if "task" in data.files else None
+            data = load_npz(path)
+            if "y" not in data:
+                raise InputError(f"{path} holds no observation: an .npz observation needs an array 'y' "
+                                 f"(found: {', '.join(data) or 'nothing'})")
+            arr = data["y"]
+            meta = json.loads(str(data["task"])) if "task" in data else None
     except GaninvError:
         raise
     except Exception as exc:  # noqa: BLE001 — any parse failure is a bad user file

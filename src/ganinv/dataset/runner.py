@@ -209,6 +209,8 @@ class BatchProcessor:
                 continue
             row["notes"] = "; ".join(notes) or None
             r = self.invert_image(y.unsqueeze(0), item.seed)  # a failure here is the settings': it aborts the run
+            if r.notes:  # e.g. the optimisation diverged and fell back to its best iterate
+                row["notes"] = "; ".join([*notes, *(n.removeprefix("target 0: ") for n in r.notes)])
             tensors[item.key] = r.latent[0].detach().cpu().float().contiguous()
             for i, n in enumerate(r.noise or []):
                 tensors[f"{item.key}@noise{i}"] = n[0].detach().cpu().float().contiguous()

@@ -122,9 +122,27 @@ class Generator(nn.Module):
         """
         space = space or self.default_space
         self.space(space).check(latent)
+        if noise is not None:
+            self.check_noise(noise, latent.shape[0])
         lo, hi = self.output_range
         out = self._native(latent, space, noise)
         return (out - lo) / (hi - lo)
+
+    def check_noise(self, noise: Any, batch: int) -> list[Tensor]:
+        """Validate per-layer noise maps: one per :attr:`noise_shapes` entry, ``[batch or 1, 1, H_i, W_i]``,
+        finite. Returns them unchanged; raises :class:`InputError` otherwise."""
+        shapes = self.noise_shapes
+        if not isinstance(noise, list | tuple) or len(noise) != len(shapes):
+            raise InputError(f"noise must be a list of {len(shapes)} noise maps for this {self.arch} generator, got "
+                             f"{len(noise) if isinstance(noise, list | tuple) else type(noise).__name__}")
+        for i, (m, want) in enumerate(zip(noise, shapes)):
+            if not isinstance(m, Tensor) or m.dim() != 4 or m.shape[0] not in (1, batch) \
+                    or tuple(m.shape[1:]) != tuple(want[1:]):
+                got = list(m.shape) if isinstance(m, Tensor) else type(m).__name__
+                raise InputError(f"noise map {i} must be [{batch} or 1, {', '.join(map(str, want[1:]))}], got {got}")
+            if not torch.isfinite(m).all():
+                raise InputError(f"noise map {i} contains NaN or Inf")
+        return list(noise)
 
     @staticmethod
     def to_display(images: Tensor) -> Tensor:

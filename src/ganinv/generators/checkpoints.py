@@ -30,7 +30,9 @@ import argparse
 import collections
 import io
 import pickle
+import pickletools
 import re
+import struct
 import types
 import warnings
 from collections.abc import Callable
@@ -45,7 +47,7 @@ from torch import Tensor
 from ganinv.errors import CheckpointError, GaninvError, InputError, UnknownModelError
 from ganinv.generators.base import Generator
 from ganinv.generators.stylegan2 import StyleGAN2Generator
-from ganinv.modelfile import CONFIG_NAME, WEIGHTS_NAME, architectures, atomic_write, build, load_pretrained
+from ganinv.modelfile import CONFIG_NAME, WEIGHTS_NAME, architectures, atomic_write, build, build_for, load_pretrained
 from ganinv.modelfile import load_state_strict, read_config, read_safetensors
 
 __all__ = [
@@ -59,6 +61,10 @@ W_AVG_SAMPLES = 10_000
 
 # Legacy (non-zip) torch.save files start with a pickled magic number; these are its LONG1 bytes.
 _TORCH_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+# Protocol 0/1 pickles: a GLOBAL (``cmodule\nname\n``), or a MARK followed by a GLOBAL, a string, a number, a
+# dict/list/tuple opcode; or an empty dict/list memoised at index 0.
+_PICKLE_0_1 = re.compile(rb"\(?c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n"
+                         rb"|\((dp|lp|t|S'|S\"|V|I-?\d|F-?\d|X|c[A-Za-z_])|[}\]]q\x00")
 
 
 class CheckpointNotice(UserWarning):
@@ -87,7 +93,7 @@ def sniff_format(path: str | Path) -> str:
 
     Returns one of ``"missing"``, ``"directory"``, ``"empty"``, ``"zip"`` (``torch.save``'s
     default format), ``"torch-legacy"`` (``torch.save`` before PyTorch 1.6), ``"pickle"``
-    (a plain Python pickle such as NVIDIA's ``.pkl``), ``"safetensors"`` or ``"unknown"``.
+    (a plain Python pickle such as NVIDIA's ``.pkl``, protocols 0–5), ``"safetensors"`` or ``"unknown"``.
     """
     path = Path(path)
     if not path.exists():
@@ -112,6 +118,9 @@ def sniff_format(path: str | Path) -> str:
         n = int.from_bytes(head[:8], "little")
         if 2 <= n <= size - 8 and head[8:9] == b"{":
             return "safetensors"
+    # (after safetensors: its 8-byte header length can begin with bytes such as "(t")
+    if _PICKLE_0_1.match(head):  # protocol 0/1 pickles have no header: recognise their usual first opcodes
+        return "pickle"
     return "unknown"
 
 
@@ -174,6 +183,11 @@ def _torch_load(path: Path) -> Any:
     if kind == "safetensors":
         raise CheckpointError(f"{path} is a safetensors file, not a PyTorch checkpoint; "
                               f"it needs a {CONFIG_NAME} beside it")
+    if kind == "torch-legacy":  # five pickles (magic, version, system info, objects, storage keys), then data
+        with open(path, "rb") as f:
+            size = path.stat().st_size
+            for _ in range(5):
+                _prescan_pickle(f, size, str(path), rewind=False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -290,9 +304,11 @@ def infer_rosinality_config(state: dict[str, Tensor], source: str = "checkpoint"
     return cfg
 
 
-def _build_stylegan2(cfg: dict[str, Any], source: str) -> StyleGAN2Generator:
+def _build_stylegan2(cfg: dict[str, Any], source: str, state: dict[str, Tensor]) -> StyleGAN2Generator:
+    """The generator ``cfg`` describes, once ``state``'s keys and shapes are known to fit it (see
+    :func:`ganinv.modelfile.build_for`: a file whose layer names imply an enormous network allocates nothing)."""
     try:
-        module = build(cfg)
+        module = build_for(cfg, state, source)
     except InputError as exc:
         raise CheckpointError(f"{source}: the inferred architecture is invalid ({exc})") from None
     assert isinstance(module, StyleGAN2Generator)
@@ -397,7 +413,7 @@ def load_rosinality(path: str | Path, *, notices: list[str] | None = None,
     extra = obj.get(GANINV_EXTRA_KEY) if isinstance(obj, dict) else None
     if isinstance(extra, dict) and extra.get("output_activation") == "tanh":
         cfg["output_activation"] = "tanh"  # written by save_rosinality; see there
-    G = _build_stylegan2(cfg, str(path))
+    G = _build_stylegan2(cfg, str(path), state)
     load_state_strict(G, state, str(path))
     for note in notes:
         _notify(notices, note)
@@ -679,6 +695,52 @@ class NvidiaUnpickler(pickle.Unpickler):
                               f"network pickles do not; it is not an NVIDIA .pkl")
 
 
+class _CappedReader:
+    """A file whose ``read(n)`` never asks for more than the bytes left (``genops`` would otherwise allocate the
+    length a crafted opcode declares before finding out the file is shorter)."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self.f, self.size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.f.tell())
+        return self.f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self) -> bytes:
+        return self.f.readline(65536)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+
+def _prescan_pickle(f: Any, size: int, source: str, rewind: bool = True) -> None:
+    """Walk the pickle's opcodes (:func:`pickletools.genops`, which runs nothing) before unpickling, and refuse
+    what would make CPython's unpickler allocate far more than the file holds: a memo slot far beyond the
+    objects seen so far (``LONG_BINPUT 4000000000`` makes it allocate a 32 GB memo table — found by fuzzing),
+    and lengths (frames, bytes, strings) longer than the rest of the file."""
+    puts = 0
+    try:
+        for op, arg, pos in pickletools.genops(_CappedReader(f, size)):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if int(arg) > 2 * puts + 1024:
+                    raise CheckpointError(f"refusing to load {source}: its pickle stores an object in memo slot "
+                                          f"{int(arg):,} after {puts:,} objects, which only a crafted file does "
+                                          "(it would make the unpickler allocate gigabytes)")
+                puts += 1
+            elif op.name == "MEMOIZE":
+                puts += 1
+            elif op.name == "FRAME" and int(arg) > size - pos:
+                raise CheckpointError(f"{source} is not a readable pickle; it looks truncated or corrupt (a frame "
+                                      f"of {int(arg):,} bytes at offset {pos:,} runs past the end of the file)")
+    except CheckpointError:
+        raise
+    except (ValueError, EOFError, OverflowError, UnicodeDecodeError, MemoryError, struct.error) as exc:
+        raise CheckpointError(f"{source} is not a readable pickle; it looks truncated or corrupt "
+                              f"({_short(exc)})") from None
+    if rewind:
+        f.seek(0)
+
+
 def read_nvidia_pkl(path: str | Path) -> tuple[Any, list[str]]:
     """Unpickle an NVIDIA ``.pkl`` with :class:`NvidiaUnpickler`.
 
@@ -705,6 +767,7 @@ def read_nvidia_pkl(path: str | Path) -> tuple[Any, list[str]]:
         raise CheckpointError(f"{path} is a safetensors file, not an NVIDIA network pickle")
     try:
         with open(path, "rb") as f:
+            _prescan_pickle(f, path.stat().st_size, str(path))
             unpickler = NvidiaUnpickler(f, str(path))
             obj = unpickler.load()
     except CheckpointError as exc:
@@ -970,7 +1033,7 @@ def load_nvidia_pkl(path: str | Path, *, notices: list[str] | None = None,
     source = str(path)
     obj, _globals = read_nvidia_pkl(path)
     _record, state, w_avg, cfg = _convert_nvidia(obj, source, notices)
-    G = _build_stylegan2(cfg, source)
+    G = _build_stylegan2(cfg, source, state)
     load_state_strict(G, state, source)
     if w_avg is not None:
         _set_w_avg(G, w_avg, source, notices)
@@ -1074,14 +1137,15 @@ def _count_parameters(cfg: dict[str, Any]) -> int | None:
     try:
         with torch.device("meta"):
             return int(sum(p.numel() for p in build(cfg).parameters()))
-    except (GaninvError, TypeError, ValueError, RuntimeError, KeyError):
+    except GaninvError:
         return None
 
 
 def _arch_fields(cfg: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: cfg.get(k) for k in ("arch", "resolution", "z_dim", "w_dim", "n_mlp", "img_channels")}
-    if isinstance(cfg.get("channels"), dict):
-        fields["channels"] = {str(k): int(v) for k, v in cfg["channels"].items()}
+    fields = {k: _jsonable(cfg.get(k)) for k in ("arch", "resolution", "z_dim", "w_dim", "n_mlp", "img_channels")}
+    if isinstance(cfg.get("channels"), dict):  # a stranger's config.json may hold anything here: shown as it is
+        fields["channels"] = {str(k): int(v) if isinstance(v, int) else _jsonable(v)
+                              for k, v in cfg["channels"].items()}
     return fields
 
 

@@ -400,10 +400,15 @@ def _unwrap_state(obj: Any, source: str) -> dict[str, Tensor]:
 
 def _torch_load_message(path: Path, exc: Exception) -> str:
     """One clear sentence for a failed ``torch.load(weights_only=True)``."""
+    from ganinv.generators.checkpoints import _refused_global_from
+
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    code = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch says "Unsupported global: GLOBAL x.y" or, for modules it blocks outright (os, posix, subprocess, …),
+    # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked"; Python 2 names
+    # (commands.Popen) are shown as Python 3's (subprocess.Popen)
+    code = _refused_global_from(exc)
     if code:
-        return (f"{path} is a pickle that needs the Python object {code.group(1)} to load (e.g. a whole model saved "
+        return (f"{path} is a pickle that needs the Python object {code} to load (e.g. a whole model saved "
                 f"with torch.save(model)); ganinv refuses to run code from checkpoints. Save model.state_dict() "
                 f"instead, or convert to .safetensors")
     detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", text, re.S)

@@ -57,6 +57,8 @@ class InversionResult:
             (see :mod:`ganinv.inverters.pti`); ``save`` writes each as ``<stem>.deltas.safetensors``.
         extra: method-specific per-target tensors ``[B, ...]`` written into the ``.npz`` under their
             names (multicode: ``importance_<i>``, ``tail``).
+        notes: sentences a person should read about this call (e.g. a target whose optimisation diverged
+            and fell back to its best iterate; ``metrics["diverged"]`` flags those targets).
     """
 
     latent: Tensor
@@ -70,6 +72,7 @@ class InversionResult:
     settings: dict[str, Any] = field(default_factory=dict)
     deltas: list[dict[str, Tensor]] | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.latent.shape[0]
@@ -139,7 +142,7 @@ class InversionResult:
             metrics={k: v[idx] for k, v in self.metrics.items()}, history=hist, method=self.method,
             seconds=self.seconds, settings=self.settings,
             deltas=[self.deltas[int(j)] for j in idx] if self.deltas is not None else None,
-            extra={k: v[idx] for k, v in self.extra.items()})
+            extra={k: v[idx] for k, v in self.extra.items()}, notes=list(self.notes))
 
 
 __all__ = ["InversionResult", "InversionState"]

@@ -15,6 +15,7 @@ per-sample early stopping, L-BFGS, stochastic clipping for z, an optional ``torc
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -176,6 +177,11 @@ def latent_stats(G: Generator, space: str, n: int = 10_000, seed: int = 123) -> 
     return _Stats(stats_mean.reshape(1, *shape), float(var.sum().sqrt()), float(var.mean()))
 
 
+def _finite_or_inf(loss: Tensor) -> Tensor:
+    """``loss`` with NaN (a diverged row) replaced by +inf, so that comparisons and argmin never pick it."""
+    return torch.nan_to_num(loss, nan=math.inf)
+
+
 class _FrozenGenerator:
     """Context manager: eval mode and no weight gradients inside, the caller's flags restored after."""
 
@@ -236,6 +242,22 @@ def _check_target(G: Generator, target: Tensor, physics: Any) -> Tensor:
     return target.to(G.device, torch.float32)
 
 
+@torch.no_grad()
+def _probe_operator(op: Callable[[Tensor], Tensor], render: _Renderer, stats: _Stats, y: Tensor,
+                    physics: Any) -> None:
+    """Apply the forward operator to one rendering before optimising: observations of another shape, or NaN/Inf
+    from the operator itself (e.g. a NaN in its parameters), are refused up front with one clear message."""
+    if physics is None:
+        return
+    out = op(render.G.synthesize(stats.mean, render.space))  # (not the compiled renderer: no batch-1 recompile)
+    if tuple(out.shape[1:]) != tuple(y.shape[1:]):
+        raise InputError(f"the forward operator maps an image to {list(out.shape[1:])} per sample, but the "
+                         f"observations are {list(y.shape[1:])}")
+    if not torch.isfinite(out).all():
+        raise InputError("the forward operator returns NaN or Inf for a generated image: check its parameters "
+                         "(mask, kernel, matrix, noise level)")
+
+
 def _parse_init(init: str | Tensor, space: str | None = None) -> tuple[str, int]:
     if isinstance(init, str) and init == "auto":
         return "best", 64
@@ -288,12 +310,18 @@ def _validate(G: Generator, s: OptimizeSettings) -> OptimizeSettings:
     for name in ("stop_loss", "noise_lr", "lbfgs_first_step", "stochastic_clip"):
         value = getattr(s, name)
         if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a positive number, got {value!r}")
+            raise InputError(f"{name} must be a finite positive number, got {value!r}")
+    try:
+        seed = operator.index(s.seed)  # int, numpy integers
+    except TypeError:
+        seed = -1
+    if isinstance(s.seed, bool) or not 0 <= seed < 2**63:
+        raise InputError(f"seed must be a whole number in [0, 2^63), got {s.seed!r}")
     if s.batch_size is not None and s.batch_size < 1:
         raise InputError(f"batch size must be ≥ 1, got {s.batch_size}")
     lr = s.lr if s.lr is not None else 0.2
     if not (lr > 0 and math.isfinite(lr)):
-        raise InputError(f"learning rate must be a positive number, got {lr}")
+        raise InputError(f"learning rate must be a finite positive number, got {lr}")
     _parse_init(s.init)
     noise_steps = s.noise_steps if s.noise_steps is not None else (s.steps // 2 if s.noise == "after" else 0)
     return replace(s, space=space, lr=lr, noise_steps=noise_steps)
@@ -384,6 +412,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
         noise = [m.detach().expand(n, *m.shape[1:]).clone().requires_grad_(True) for m in stored]
         normalize_noise_(noise)
     best_loss = torch.full((n,), math.inf, device=dev)
+    diverged_at = torch.full((n,), -1, dtype=torch.long, device=dev)  # step a row's objective went NaN/Inf
     best_latent = init.clone()
     best_noise = [m.detach().clone() for m in noise] if noise is not None else None
     steps_run = torch.zeros(n, dtype=torch.long, device=dev)
@@ -427,7 +456,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
         cur_nz = [m.detach().clone() for m in noise] if noise is not None else None
         cur_total, _, _ = objective(latent.detach(), cur_nz, y, reg_noise)
         kept_total, _, _ = objective(best_latent, best_noise, y, reg_noise)
-        better = cur_total < kept_total
+        better = (cur_total < kept_total) | (torch.isfinite(cur_total) & ~torch.isfinite(kept_total))
         best_loss = torch.where(better, cur_total, kept_total)
         best_latent[better] = latent.detach()[better]
         if best_noise is not None and cur_nz is not None:
@@ -473,7 +502,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
 
             first = (s.lbfgs_first_step if s.lbfgs_first_step is not None else 0.1 * stats.total_std)
             lbfgs = BatchedLBFGS(torch.cat([p.detach().flatten(1) for p in params], dim=1), fn, first_step=first)
-        active = torch.ones(n, dtype=torch.bool, device=dev)
+        active = diverged_at < 0  # a row that diverged stays at its best iterate in later phases too
         since = torch.zeros(n, dtype=torch.long, device=dev)
         min_steps = int(s.min_steps * steps)
         use_noise = opt_latent and s.latent_noise > 0 and s.latent_noise_ramp > 0 and optimizer == "adam"
@@ -509,6 +538,12 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
                 opt.step()
             total, terms = record["total"], record["terms"]
             with torch.no_grad():
+                # divergence: a non-finite objective (or latent) stops the row at its best iterate, on its own
+                finite = torch.isfinite(total) & torch.isfinite(record["param"].flatten(1)).all(1)
+                blown = idx[~finite & active[idx]]
+                if blown.numel():
+                    diverged_at[blown] = steps_run[blown]
+                    active[blown] = False
                 was_active = active.clone()
                 improved = total < best_loss[idx] * (1.0 - s.tol)
                 better = (total < best_loss[idx]) & was_active[idx]
@@ -563,7 +598,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
     for key, rows in history.items():  # a term may start in a later phase: pad its front with NaN
         front = [torch.full((n,), math.nan, device=dev)] * (length - len(rows))
         padded[key] = torch.stack(front + rows) if length else torch.empty(0, n, device=dev)
-    return {"latent": best_latent, "noise": best_noise, "loss": best_loss, "steps": steps_run,
+    return {"latent": best_latent, "noise": best_noise, "loss": best_loss, "steps": steps_run, "diverged": diverged_at,
             "history": padded, "length": length}
 
 
@@ -594,6 +629,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
         B, K = y.shape[0], s.restarts
         stats = latent_stats(G, space)
         render = _Renderer(G, space, s.compile)
+        _probe_operator(op, render, stats, y, physics)
         gen = torch.Generator().manual_seed(int(s.seed))
         score = lambda img, tgt: loss_fn(op(img), tgt)  # noqa: E731
 
@@ -612,7 +648,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                 parts.append(_run_chunk(G, y_rows[sl], init[sl], torch.arange(sl.start, sl.stop), s, render,
                                         loss_fn, op, stats, chunk_gen, callback, extra_terms))
             best_loss = torch.cat([p["loss"] for p in parts])
-            choice = best_loss.view(n_t, K).argmin(dim=1)
+            choice = _finite_or_inf(best_loss).view(n_t, K).argmin(dim=1)  # a NaN loss never wins
             chosen = torch.arange(n_t, device=best_loss.device) * K + choice
             noise = None
             if parts[0]["noise"] is not None:
@@ -631,6 +667,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                     blocks.append(h)
                 history[key] = torch.cat(blocks, dim=1)[:, chosen.to(blocks[0].device)]  # [T, n_t]
             return {"loss": best_loss[chosen], "latent": torch.cat([p["latent"] for p in parts])[chosen],
+                    "diverged": torch.cat([p["diverged"] for p in parts])[chosen],
                     "noise": noise, "steps": torch.cat([p["steps"] for p in parts])[chosen], "restart": choice,
                     "history": history, "length": length}
 
@@ -639,7 +676,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
         rounds = torch.ones(B, dtype=torch.long, device=best["loss"].device)
         for retry in range(1, s.retries + 1):
             assert s.stop_loss is not None
-            todo = (best["loss"] > s.stop_loss).nonzero().squeeze(1)
+            todo = (~(best["loss"] <= s.stop_loss)).nonzero().squeeze(1)  # NaN counts as not reached
             if todo.numel() == 0:
                 break
             # fresh, diverse starts for the targets still above the tolerance: random latents, twice as
@@ -648,12 +685,13 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
             sub = solve(y[todo], _initial_latents(G, y[todo], s_retry, render, score, stats, gen),
                         int(s.seed) + 7919 * retry, s_retry)
             rounds[todo] += 1
-            better = todo[sub["loss"] < best["loss"][todo]]
-            take = (sub["loss"] < best["loss"][todo])
+            take = _finite_or_inf(sub["loss"]) < _finite_or_inf(best["loss"][todo])
+            better = todo[take]
             best["steps"][todo] += sub["steps"]
             best["loss"][better] = sub["loss"][take]
             best["latent"][better] = sub["latent"][take]
             best["restart"][better] = sub["restart"][take] + K * (2 ** retry - 1)
+            best["diverged"][better] = sub["diverged"][take]
             if best["noise"] is not None:
                 for m, m_new in zip(best["noise"], sub["noise"]):
                     m[better] = m_new[take]
@@ -676,6 +714,8 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                                           "restart": best["restart"].cpu()}
             if s.retries:
                 metrics["rounds"] = rounds.cpu()
+            diverged = best["diverged"].cpu()
+            metrics["diverged"] = diverged >= 0
             metrics["data_fit"] = (op(image) - y).flatten(1).square().mean(1).cpu()
             if physics is None:
                 from ganinv import metrics as M
@@ -683,10 +723,13 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                 metrics["psnr"] = M.psnr(image, y).float().cpu()
                 metrics["ssim"] = M.ssim(image, y).float().cpu()
         history = {key: h.tolist() for key, h in best["history"].items()}
+    notes = [f"target {i}: the optimisation diverged (NaN/Inf objective) after {int(step)} steps; its result is "
+             f"the best iterate before that (loss {float(metrics['loss'][i]):.4g})"
+             for i, step in enumerate(diverged.tolist()) if step >= 0]
     return InversionResult(latent=latent.detach(), space=space, image=G.to_display(image.detach()),
                            noise=[m.detach() for m in noise] if noise is not None else None, metrics=metrics,
                            history=history, method="optimize", seconds=time.perf_counter() - t0,
-                           settings=s.to_dict())
+                           settings=s.to_dict(), notes=notes)
 
 
 __all__ = ["NOISE_MODES", "OPTIMIZERS", "PRESETS", "Callback", "OptimizeSettings", "auto_batch_size",

@@ -180,19 +180,18 @@ def _load_array(path: str | Path, what: str) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{what} file not found: {p}")
-    if p.suffix.lower() == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 — any parse failure is the user's file
-            raise InputError(f"{what} file {p} is not a readable .npy array ({exc})") from None
-        return np.asarray(arr, dtype=np.float64)
-    from PIL import Image, UnidentifiedImageError
+    from ganinv.io import _open_image, load_npy
 
+    if p.suffix.lower() == ".npy":
+        arr = load_npy(p)  # header checked first: no pickles, no huge or truncated arrays
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputError(f"{what} file {p} must hold numbers, got dtype {arr.dtype}")
+        return np.asarray(arr, dtype=np.float64)
     try:
-        with Image.open(p) as im:
-            return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+        img, _ = _open_image(p)  # decompression bombs and corrupt files → InputError
+    except InputError as exc:
         raise InputError(f"{what} file {p} is neither a .npy array nor an image Pillow can read ({exc})") from None
+    return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
 # ----- builders ------------------------------------------------------------------------------------
@@ -227,9 +226,10 @@ def inpaint(image_shape: tuple[int, int, int], *, mask: Tensor | np.ndarray | st
         ratio = _number("ratio", ratio)
         if not 0 < ratio <= 1:
             raise InputError(f"ratio (fraction of pixels kept) must be in (0, 1], got {ratio:g}")
-        gen = torch.Generator().manual_seed(int(seed))
+        seed = _whole("seed", seed, 0, 2**63 - 1)
+        gen = torch.Generator().manual_seed(seed)
         m = (torch.rand((1, h, w), generator=gen) < ratio).float()
-        options.update(ratio=ratio, seed=int(seed))
+        options.update(ratio=ratio, seed=seed)
     else:
         if box is None:
             box = (w // 4, h // 4, w // 2, h // 2)
@@ -345,9 +345,10 @@ def cs(image_shape: tuple[int, int, int], *, m: int = 100, seed: int = 0, noise_
     if m > n:
         raise InputError(f"m = {m} measurements is more than the {n} pixels of a {c}×{h}×{w} image")
     sigma = _number("noise_sigma", noise_sigma, lo=0)
-    gen = torch.Generator().manual_seed(int(seed))
+    seed = _whole("seed", seed, 0, 2**63 - 1)
+    gen = torch.Generator().manual_seed(seed)
     physics = deepinv.physics.CompressedSensing(m=m, img_size=(c, h, w), rng=gen, noise_model=_noise_model(sigma))
-    return Task("cs", physics, (c, h, w), (m,), sigma, {"m": m, "seed": int(seed), "noise_sigma": sigma})
+    return Task("cs", physics, (c, h, w), (m,), sigma, {"m": m, "seed": seed, "noise_sigma": sigma})
 
 
 def phase(image_shape: tuple[int, int, int], *, oversampling: int = 2, noise_sigma: float = 0.0) -> Task:

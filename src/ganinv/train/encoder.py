@@ -38,7 +38,7 @@ from ganinv.encoders import PyramidEncoder, generator_fingerprint
 from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
-from ganinv.modelfile import atomic_write, read_safetensors, save_pretrained
+from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
 
 
@@ -163,6 +163,8 @@ class EncoderTrainer:
         self.rank, self.world_size = ddp.world()
         ddp.check_batch(config.batch_size, self.world_size)
         self.main = self.rank == 0
+        if self.main:  # a run killed mid-write leaves its temporary file (the checkpoint itself is intact)
+            remove_stale_temporaries(self.out)
         self.data = data
         G = generator if generator is not None else zoo.load(config.model)
         self.G: Generator = G.to(self.device)  # type: ignore[assignment]

@@ -32,7 +32,7 @@ from ganinv.data import mnist
 from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.io import save_grid
-from ganinv.modelfile import atomic_write, build, save_pretrained
+from ganinv.modelfile import atomic_write, build, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
 from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE, Quality, generator_quality
 
@@ -183,6 +183,7 @@ class GanTrainer:
         self.iteration = 0
         self.train_seconds = 0.0
         self.log: list[dict] = []
+        self._data_order: tuple[torch.Tensor, int] | None = None  # (permutation of the data, position in it)
         if self.ckpt_path.exists():
             state = self._read_checkpoint()
             self.cfg = GanTrainConfig(**state["config"])
@@ -197,6 +198,8 @@ class GanTrainer:
             state = None
         self.rank, self.world_size = ddp.world()
         self.main = self.rank == 0
+        if self.main:  # a run killed mid-write leaves its temporary file (the checkpoint itself is intact)
+            remove_stale_temporaries(self.out, recursive=True)
         ddp.check_batch(self.cfg.batch_size, self.world_size)
         self._shard(self.cfg.batch_size)  # refuses a batch whose minibatch-stddev groups cannot be split
         torch.manual_seed(self.cfg.seed)
@@ -265,6 +268,8 @@ class GanTrainer:
         self.log = list(state["log"])
         torch.set_rng_state(state["rng"])
         self.data_gen.set_state(state["data_rng"])
+        if "data_perm" in state:  # older checkpoints lack it: their resume draws a new permutation
+            self._data_order = (state["data_perm"], int(state["data_pos"]))
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
@@ -273,6 +278,8 @@ class GanTrainer:
                  "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                  "iteration": self.iteration, "train_seconds": self.train_seconds, "log": self.log,
                  "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()}
+        if self._data_order is not None:  # where in the epoch's shuffled order the run is: resume continues there
+            state["data_perm"], state["data_pos"] = self._data_order
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         atomic_write(self.ckpt_path, lambda tmp: torch.save(state, tmp))
@@ -457,7 +464,10 @@ class GanTrainer:
             self.out.mkdir(parents=True, exist_ok=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}")]
-        perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
+        if self._data_order is not None and len(self._data_order[0]) == len(x):
+            perm, pos = self._data_order
+        else:
+            perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
         with Progress(*columns, disable=not main) as progress:
             task = progress.add_task(f"train {cfg.arch}", total=cfg.iterations, completed=self.iteration, status="")
             while self.progress() < 1.0:
@@ -466,6 +476,7 @@ class GanTrainer:
                     perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
                 real = x[perm[pos:pos + cfg.batch_size].to(self.device)]
                 pos += cfg.batch_size
+                self._data_order = (perm, pos)
                 factor = self._lr_factor()
                 for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
                     for group in opt.param_groups:

@@ -157,11 +157,34 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                                         name=name, progress=lambda f, msg: progress(f, desc=msg))
                     except Exception as exc:  # noqa: BLE001
                         raise _user_error(exc) from None
-                    return (out.reconstruction, out.error_map, describe_metrics(out.metrics),
+                    return (out.reconstruction, out.error_map,
+                            describe_metrics(out.metrics) + ("\n\n" + "; ".join(out.notes) if out.notes else ""),
                             str(out.curve) if out.curve else None, [str(p) for p in out.files])
 
                 run.click(do_invert, [inv_source, method, space, steps, seed],
                           [recon, errmap, metrics, curve, download], concurrency_id=HEAVY, api_name="invert")
+
+                # For API clients (gradio_client): /invert reads the page's state, which a client does not have;
+                # /invert_file takes the image itself (an upload the server writes, read by the same safe path)
+                # and returns the metrics and the latent. It waits in the same queue as the page's jobs.
+                api_file = gr.File(type="filepath", visible=False)
+                api_metrics, api_latent = gr.JSON(visible=False), gr.File(visible=False)
+
+                def do_invert_file(path: str | None, method: str, space: str, steps: float, seed: float,
+                                   progress: Any = gr.Progress()) -> tuple[dict[str, Any], str | None]:
+                    try:
+                        image, notes = wb.read_image(path, Path(path).name if path else "the upload")
+                        out = wb.invert(image, method=method, space=space or None, steps=int(steps),
+                                        seed=int(seed or 0), name=Path(path).stem if path else "image",
+                                        progress=lambda f, msg: progress(f, desc=msg))
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+                    latent = next((str(p) for p in out.files if p.suffix == ".npz"), None)
+                    return {**out.metrics, "notes": notes + out.notes}, latent
+
+                gr.Button(visible=False).click(do_invert_file, [api_file, method, space, steps, seed],
+                                               [api_metrics, api_latent], concurrency_id=HEAVY,
+                                               api_name="invert_file")
 
             # ---------------------------------------------------------------- Restore
             with gr.Tab("Restore", id="restore"):

@@ -332,7 +332,7 @@ class Workbench:
         noise = [n[:1].detach().cpu() for n in r.noise] if r.noise is not None else None
         code = Code(r.latent[:1].detach().cpu(), r.space, noise, name)
         return InvertOutcome(to_display(target), to_display(recon), error_map(target, recon), metrics, curve,
-                             files, code)
+                             files, code, [n.removeprefix("target 0: ") for n in r.notes])
 
     # ----- restore -------------------------------------------------------------------------------------
     def restore(self, image: Tensor | None, *, task: str, options: dict[str, Any], simulate: bool = True,
