@@ -151,6 +151,8 @@ def test_edits_move_the_image_and_zero_strength_is_the_code(wb):
     assert np.array_equal(wb.edit(a, "pca", 0, 0.0), base)
     moved = wb.edit(a, "pca", 0, 3.0)
     assert not np.array_equal(moved, base)
+    kept = wb.edited_code(a, "pca", 0, 3.0)  # "keep this edit": the next slider moves from here
+    assert kept.space == "w+" and np.array_equal(wb.code_render(kept), moved)
     assert not np.array_equal(wb.edit(a, "sefa", 1, 3.0, 0, 1), base)
     # only the first two layers moved vs all layers: different images
     assert not np.array_equal(wb.edit(a, "pca", 0, 3.0, 0, 1), moved)

@@ -535,6 +535,21 @@ def _colormap(values: Tensor, name: str = "inferno") -> Tensor:
     return lut[idx].permute(0, 3, 1, 2).contiguous()
 
 
+def error_colors(target: Tensor, recon: Tensor, *, vmax: float | None = 1.0) -> Tensor:
+    """Error maps ``[B, 3, H, W]``: the absolute error of ``target`` vs ``recon`` (``[B, C, H, W]`` or ``[C, H, W]``
+    in [0, 1], clamped) averaged over channels, in matplotlib's 'inferno' colours on ``[0, vmax]`` (None: this
+    batch's largest error)."""
+    t, r = _to_rgb(_as_batch(target, "target")).clamp(0, 1), _to_rgb(_as_batch(recon, "recon")).clamp(0, 1)
+    if t.shape != r.shape:
+        raise InputError(f"target {list(target.shape)} and reconstruction {list(recon.shape)} must have the "
+                         "same batch size and image size")
+    err = (t - r).abs().mean(dim=1)
+    scale = float(err.max()) if vmax is None else float(vmax)
+    if scale <= 0:
+        scale = 1.0
+    return _colormap(err / scale)
+
+
 def comparison_image(target: Tensor, recon: Tensor, *, vmax: float | None = 1.0, padding: int = 2) -> Tensor:
     """One RGB grid ``[3, H', W']``: a row per sample, columns target | reconstruction | error map.
 
@@ -545,14 +560,7 @@ def comparison_image(target: Tensor, recon: Tensor, *, vmax: float | None = 1.0,
     ``vmax=None`` scales to this figure's largest error instead.
     """
     t, r = _to_rgb(_as_batch(target, "target")).clamp(0, 1), _to_rgb(_as_batch(recon, "recon")).clamp(0, 1)
-    if t.shape != r.shape:
-        raise InputError(f"target {list(target.shape)} and reconstruction {list(recon.shape)} must have the "
-                         "same batch size and image size")
-    err = (t - r).abs().mean(dim=1)
-    scale = float(err.max()) if vmax is None else float(vmax)
-    if scale <= 0:
-        scale = 1.0
-    emap = _colormap(err / scale)
+    emap = error_colors(target, recon, vmax=vmax)
     tiles = torch.stack([t, r, emap], dim=1).reshape(-1, 3, *t.shape[2:])
     return make_grid(tiles, nrow=3, padding=padding)
 

@@ -357,19 +357,12 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
 
                 def do_keep(code: Code | None, family: str, k: float, s: float, lo: float,
                             hi: float) -> tuple[Any, Any, str]:
-                    from ganinv.editing.ops import apply_direction
-
-                    if code is None:
-                        raise gr.Error("invert an image first")
                     try:
-                        d = wb.direction(family, int(k))
-                        layers = None if wb.num_ws is None else wb.layers(int(lo), int(hi))
-                        latent, space = apply_direction(code.latent, d.step(), [float(s)], space=code.space,
-                                                        layers=layers, num_ws=wb.num_ws)
+                        new = wb.edited_code(code, family, int(k), float(s), int(lo), int(hi))
+                        name = wb.direction(family, int(k)).name
                     except Exception as exc:  # noqa: BLE001
                         raise _user_error(exc) from None
-                    new = Code(latent[0], space, code.noise, code.name)
-                    return new, 0, f"kept {d.name} × {float(s):g}; the slider now moves from the edited image"
+                    return new, 0, f"kept {name} × {float(s):g}; the slider now moves from the edited image"
 
                 invert_a.click(do_invert_code, [edit_source, emethod, esteps], [code_a, edited, edit_status],
                                concurrency_id=HEAVY)

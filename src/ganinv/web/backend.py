@@ -113,11 +113,10 @@ def to_display(image: Tensor, size: int = DISPLAY_SIZE) -> np.ndarray:
 
 
 def error_map(target: Tensor, recon: Tensor, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """Absolute error averaged over channels, 'inferno' colours on the fixed range [0, 1] → display image."""
-    from ganinv.io import _colormap
+    """:func:`ganinv.io.error_colors` of one target (fixed range [0, 1]) → display image."""
+    from ganinv.io import error_colors
 
-    err = (target.float().cpu() - recon.float().cpu()).abs().mean(dim=-3)  # [.., H, W]
-    return to_display(_colormap(err.reshape(1, *err.shape[-2:]))[0], size)
+    return to_display(error_colors(target, recon)[0], size)
 
 
 def _round(value: float, digits: int = 4) -> float | None:
@@ -503,9 +502,10 @@ class Workbench:
             nz = [n.to(self.G.device) for n in noise] if noise is not None else None
             return self.G.to_display(self.G.synthesize(latent.to(self.G.device), space, nz)).cpu()
 
-    def edit(self, code: Code | None, family: str, k: int, strength: float, first: int = 0,
-             last: int | None = None) -> np.ndarray:
-        """``code`` moved by ``strength`` (in σ of the generator's codes along the direction) → display image."""
+    def edited_code(self, code: Code | None, family: str, k: int, strength: float, first: int = 0,
+                    last: int | None = None) -> Code:
+        """``code`` moved by ``strength`` (in σ of the generator's codes along direction ``k`` of ``family``) on the
+        ``w+`` rows ``first…last`` (every row when ``last`` is None; all of the code for z/w-only generators)."""
         from ganinv.editing.ops import apply_direction
 
         if code is None:
@@ -517,7 +517,12 @@ class Workbench:
         layers = None if self.num_ws is None else self.layers(first, self.num_ws - 1 if last is None else last)
         edited, space = apply_direction(code.latent, d.step(), [strength], space=code.space, layers=layers,
                                         num_ws=self.num_ws)
-        return to_display(self._render(edited[0], space, code.noise))
+        return Code(edited[0], space, code.noise, code.name)
+
+    def edit(self, code: Code | None, family: str, k: int, strength: float, first: int = 0,
+             last: int | None = None) -> np.ndarray:
+        """:meth:`edited_code` → display image."""
+        return self.code_render(self.edited_code(code, family, k, strength, first, last))
 
     def interpolate(self, a: Code | None, b: Code | None, t: float) -> np.ndarray:
         """The code ``(1 − t)·a + t·b`` (in the shared space of both) → display image; noise maps from ``a``."""
