@@ -61,6 +61,19 @@ def test_pyramid_encoder_32px_has_three_style_groups():
     assert enc(torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)).shape == (2, 8, 16)
 
 
+def test_narrow_encoder_trains_and_its_shortcut_is_a_strided_1x1_conv():
+    """``--width 4``: 1-channel input → 2·1 channels → 4 → 8; the shortcut of a block with < 8 input channels
+    once crashed oneDNN's channels-last backward. The block must still compute the strided 1x1 conv."""
+    enc = PyramidEncoder(resolution=32, latent_shape=(8, 16), width=4, max_width=16)
+    x = torch.rand(4, 1, 32, 32)
+    out = enc(x, torch.rand(4, 1, 32, 32))
+    out.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+    block, h = enc.downs[0], torch.randn(2, 4, 16, 16)
+    expected = torch.nn.functional.conv2d(h, block.skip.weight, stride=2)
+    assert torch.allclose(block.skip(h[:, :, ::2, ::2]), expected, atol=1e-6)
+
+
 def test_iterative_encoder_requires_current_image():
     enc = PyramidEncoder(resolution=16, latent_shape=(6, 16), width=8, max_width=16)
     with pytest.raises(ValueError, match="current reconstruction"):

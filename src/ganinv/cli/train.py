@@ -29,6 +29,11 @@ def train_gan(
     eval_samples: Annotated[int, typer.Option(min=100, help="Samples for the periodic quality check.")] = 2000,
     final_eval_samples: Annotated[int, typer.Option(min=100, help="Samples for the quality table at export.")
                                   ] = 10_000,
+    discriminator: Annotated[Optional[str], typer.Option(help="Discriminator: dcgan (strided convs) or residual "
+                                                         "(StyleGAN2's, equalised lr). Default: the arch's preset.")
+                             ] = None,
+    d_warmup: Annotated[int, typer.Option(min=0, help="Train the discriminator alone for the first N iterations "
+                                               "(for --init-from with a fresh discriminator).")] = 0,
     lr_g: Annotated[Optional[float], typer.Option(min=0.0, help="Generator learning rate (default: preset).")] = None,
     lr_d: Annotated[Optional[float], typer.Option(min=0.0, help="Discriminator learning rate (default: preset).")
                     ] = None,
@@ -74,10 +79,11 @@ def train_gan(
         except ValueError:
             raise InputError(f"--betas must be two numbers like 0.5,0.999, got {betas!r}") from None
         pair = (b1, b2)
-    cfg = GanTrainConfig(arch=arch, lr_g=lr_g, lr_d=lr_d, betas_g=pair, betas_d=pair, r1_gamma=r1_gamma,
+    cfg = GanTrainConfig(arch=arch, discriminator=discriminator, lr_g=lr_g, lr_d=lr_d, betas_g=pair, betas_d=pair,
+                         r1_gamma=r1_gamma,
                          mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start,
                          time_budget=time_budget * 60 if time_budget else None,
-                         init_from=str(init_from) if init_from else None, iterations=iterations,
+                         init_from=str(init_from) if init_from else None, d_warmup=d_warmup, iterations=iterations,
                          batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
@@ -85,6 +91,8 @@ def train_gan(
         trainer = GanTrainer(out, cfg, device=dev)
         if trainer.main and zoo.DEFAULT_CLASSIFIER not in zoo.available():
             console.print("[yellow]note:[/] no bundled classifier yet; quality is logged once it exists")
+        if trainer.init_note and trainer.main:
+            console.print(f"[yellow]note:[/] {trainer.init_note}")
         if trainer.iteration and trainer.main:
             console.print(f"resuming {out} at iteration {trainer.iteration}")
         trainer.train()

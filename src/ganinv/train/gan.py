@@ -36,6 +36,15 @@ from ganinv.modelfile import atomic_write, build, remove_stale_temporaries, save
 from ganinv.train import distributed as ddp
 from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE, Quality, generator_quality
 
+#: Discriminators ``train-gan --discriminator`` can pair with either generator (32×32 digits). ``dcgan``: strided
+#: plain convs (default PyTorch parametrisation); ``residual``: StyleGAN2's residual discriminator with
+#: equalised learning rate (:mod:`ganinv.generators.stylegan2_discriminator`), both with minibatch-stddev.
+DISCRIMINATORS: dict[str, dict[str, Any]] = {
+    "dcgan": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1, "norm": "none", "mbstd_group": 4},
+    "residual": {"arch": "stylegan2-d", "resolution": 32, "channels": {"32": 64, "16": 128, "8": 128, "4": 128},
+                 "img_channels": 1, "mbstd_group": 4},
+}
+
 #: Generator/discriminator settings of the bundled models.
 PRESETS: dict[str, dict[str, Any]] = {
     "stylegan2": {
@@ -71,6 +80,7 @@ class GanTrainConfig:
     lr_decay_start: int | None = None
     time_budget: float | None = None  # seconds of training after which the run ends (None: iterations only)
     init_from: str | None = None  # exported model folder whose G (and D) weights start a fresh run
+    d_warmup: int = 0  # first iterations train D alone (G and its EMA frozen): a fresh D meets a trained G
     betas_g: tuple[float, float] | None = None
     betas_d: tuple[float, float] | None = None
     sample_every: int = 250
@@ -80,19 +90,23 @@ class GanTrainConfig:
     seed: int = 0
     g: dict[str, Any] = field(default_factory=dict)
     d: dict[str, Any] = field(default_factory=dict)
+    discriminator: str | None = None  # a key of DISCRIMINATORS (None: the preset's own)
 
     def resolved(self) -> GanTrainConfig:
         """Fill unset fields from :data:`PRESETS`."""
         if self.arch not in PRESETS:
             raise InputError(f"unknown --arch {self.arch!r}; choose from {', '.join(PRESETS)}")
         p = PRESETS[self.arch]
+        if self.discriminator is not None and self.discriminator not in DISCRIMINATORS:
+            raise InputError(f"unknown --discriminator {self.discriminator!r}; choose from {', '.join(DISCRIMINATORS)}")
+        d = self.d or copy.deepcopy(DISCRIMINATORS[self.discriminator] if self.discriminator else p["d"])
         return GanTrainConfig(**{**asdict(self), "lr_g": self.lr_g or p["lr_g"], "lr_d": self.lr_d or p["lr_d"],
                                  "mixing_prob": p["mixing_prob"] if self.mixing_prob is None else self.mixing_prob,
                                  "r1_gamma": p.get("r1_gamma", 0.0) if self.r1_gamma is None else self.r1_gamma,
                                  "augment": p.get("augment", False) if self.augment is None else self.augment,
                                  "betas_g": tuple(self.betas_g or p["betas_g"]),
                                  "betas_d": tuple(self.betas_d or p["betas_d"]),
-                                 "g": self.g or copy.deepcopy(p["g"]), "d": self.d or copy.deepcopy(p["d"])})
+                                 "g": self.g or copy.deepcopy(p["g"]), "d": d})
 
 
 def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: float = 0.125,
@@ -184,6 +198,7 @@ class GanTrainer:
         self.train_seconds = 0.0
         self.log: list[dict] = []
         self._data_order: tuple[torch.Tensor, int] | None = None  # (permutation of the data, position in it)
+        self.init_note: str | None = None  # what --init-from could not carry over, for the CLI to print
         if self.ckpt_path.exists():
             state = self._read_checkpoint()
             self.cfg = GanTrainConfig(**state["config"])
@@ -246,8 +261,11 @@ class GanTrainer:
         d_path = folder / "discriminator.safetensors"
         if d_path.is_file():
             if saved.get("discriminator") not in (None, json.loads(json.dumps(self.D.config()))):
-                raise InputError(f"--init-from {folder}: its discriminator {saved['discriminator']} differs from "
-                                 f"this run's {self.D.config()}")
+                # another discriminator (e.g. --discriminator residual on a model trained with "dcgan"):
+                # the generator is warm-started against a fresh discriminator
+                self.init_note = (f"--init-from {folder}: its discriminator ({saved['discriminator'].get('arch')}) "
+                                  f"is not this run's ({self.D.config()['arch']}); the discriminator starts afresh")
+                return
             load_state_strict(self.D, read_safetensors(d_path), str(d_path))
 
     # ----- checkpoints -------------------------------------------------------------
@@ -349,6 +367,9 @@ class GanTrainer:
         self.opt_d.step()
 
         self.D.requires_grad_(False)
+        if self.iteration < self.cfg.d_warmup:  # G waits until D has learnt to tell its samples from data
+            return ddp.sum_values({"d_loss": d_loss, "g_loss": torch.zeros((), device=self.device),
+                                   "real_score": real_logits.mean() * share})
         g_loss = F.softplus(-self.D(aug(self._fake(n, sel)))).mean() * share
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
