@@ -98,7 +98,8 @@ def main() -> None:
                  "train_seconds": cfg["meta"].get("train_seconds"), "iterations": cfg["meta"].get("iterations"),
                  "batch_size": cfg["meta"].get("batch_size"),
                  "selected_iteration": cfg["meta"].get("selected_iteration"),
-                 "trained_on": cfg["meta"].get("trained_on")}
+                 "trained_on": cfg["meta"].get("trained_on"),
+                 "selected_by_fd_to": cfg["meta"].get("selected_by_fd_to")}
         if G.arch == "stylegan2":
             original = ModulatedConv2d.forward
             ModulatedConv2d.forward = grouped_forward  # type: ignore[method-assign]
@@ -161,8 +162,10 @@ def render(r: dict) -> str:
                      f"{q['fd_floor']:.2f} | {q['fd_ratio']:.2f} | {'yes' if q['passes'] else 'NO'} | {train} |")
     for name, m in r["models"].items():
         if m.get("trained_on"):
+            to = m.get("selected_by_fd_to") or "held-out split"  # exports before the train-split choice
             lines += ["", f"`{name}` was trained on {m['trained_on']}; the export keeps the evaluated snapshot "
-                      "with the lowest Fréchet distance among those meeting the confidence and coverage floor."]
+                      f"with the lowest Fréchet distance to the {to} among those meeting the confidence and "
+                      "coverage floor."]
     lines += ["", "Class coverage (fraction of samples per predicted digit):", "",
               "| model | " + " | ".join(str(c) for c in range(10)) + " |", "|---|" + "---|" * 10]
     for name, m in r["models"].items():

@@ -42,3 +42,29 @@ def test_quality_floor_rules():
     assert not Quality(10, 0.95, [0.04] + [0.96 / 9] * 9, 1.0, 0.5).passes
     assert not Quality(10, 0.85, [0.1] * 10, 1.0, 0.5).passes
     assert not Quality(10, 0.95, [0.1] * 10, 3.0, 0.5).passes
+
+
+def test_train_split_distance_is_measured_only_on_request(monkeypatch):
+    """``fd_train`` (snapshot selection) compares samples with the train split; the held-out figures are unchanged."""
+    import torch
+
+    import ganinv.train.quality as quality
+    from ganinv import wrap, zoo
+    from ganinv.data import mnist
+
+    small = {split: tuple(t[::8] for t in mnist(split)) for split in ("train", "test")}  # 500 and 125 digits
+    monkeypatch.setattr(quality, "mnist", lambda split: small[split])
+    train = small["train"][0]
+
+    class TrainReplay(torch.nn.Module):  # "samples" = train digits picked by the latent: fd_train ≈ 0
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            idx = (z[:, 0].abs() * 1e6).long() % len(train)
+            return train[idx]
+
+    G = wrap(TrainReplay(), latent_dim=4, image_shape=(1, 32, 32), output_range=(0, 1))
+    clf = zoo.load_classifier()
+    plain = quality.generator_quality(G, clf, n=1000)
+    both = quality.generator_quality(G, clf, n=1000, with_train=True)
+    assert plain.fd_train is None and both.fd == plain.fd
+    assert 0 <= both.fd_train < 0.5 * both.fd  # replayed train digits sit much closer to train than to held-out
+    assert both.to_dict()["fd_train"] == both.fd_train

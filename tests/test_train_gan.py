@@ -57,8 +57,13 @@ def test_lr_decay_snapshots_and_best_export(tmp_path, monkeypatch):
         trainer.log.append({"iteration": it, "confidence": 0.95, "min_class": 0.08, "max_class": 0.12, "fd": fd,
                             "fd_ratio": fd})
     assert trainer.best_snapshot() == 3
+    # with the train-split distance recorded, it alone chooses (the held-out one only measures)
+    trainer.log[-2]["fd_train"], trainer.log[-1]["fd_train"] = 4.0, 1.0
+    assert trainer.best_snapshot() == 6
+    trainer.log[-2]["fd_train"], trainer.log[-1]["fd_train"] = 1.0, 4.0
     meta = trainer.export(tmp_path / "model", name="model", best=True)
     assert meta["selected_iteration"] == 3 and read_config(tmp_path / "model")["meta"]["iterations"] == 6
+    assert meta["selected_by_fd_to"] == "train split"
     assert load_pretrained(tmp_path / "model").sample(2).shape == (2, 1, 32, 32)
 
 

