@@ -364,6 +364,26 @@ def test_lbfgs_reduces_loss(tiny_sg2):
     assert r.metrics["loss"].sum() < 0.05 * first.sum()
 
 
+def test_lbfgs_history_reaches_the_optimizer_and_is_validated(tiny_sg2, monkeypatch):
+    import importlib
+
+    engine = importlib.import_module("ganinv.inverters.optimize")  # (the package re-exports a function of that name)
+    seen = []
+
+    class Spy(engine.BatchedLBFGS):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.m)
+
+    monkeypatch.setattr(engine, "BatchedLBFGS", Spy)
+    _, y = make_targets(tiny_sg2, "w", 2, seed=5)
+    run(tiny_sg2, y, space="w", steps=3, optimizer="lbfgs", lbfgs_history=37)
+    run(tiny_sg2, y, space="w", steps=3, polish_steps=2)
+    assert seen == [37, 10]
+    with pytest.raises(InputError, match="lbfgs_history"):
+        run(tiny_sg2, y, space="w", steps=3, optimizer="lbfgs", lbfgs_history=0)
+
+
 @pytest.mark.skipif("polish_steps" not in FIELDS, reason="engine without polish_steps")
 def test_polish_never_hurts(tiny_sg2):
     G = tiny_sg2
