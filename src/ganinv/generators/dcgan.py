@@ -95,7 +95,37 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, y], dim=1)
 
 
-class DCGANDiscriminator(nn.Module):
+class BlockDiscriminator(nn.Module):
+    """Shared trunk of the discriminators: an optional ``entry`` layer, then ``blocks``, then minibatch-stddev.
+
+    Subclasses set ``blocks`` (a ModuleList) and ``mbstd`` (a :class:`MinibatchStd` or None), and override
+    :meth:`entry` when a layer comes before the blocks (its activation is then the first feature).
+    """
+
+    blocks: nn.ModuleList
+    mbstd: MinibatchStd | None
+
+    def entry(self, x: Tensor) -> Tensor | None:
+        """The layer before the blocks; None when there is none."""
+        return None
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Activations after the entry layer (if any) and every block, coarsest last (for feature losses)."""
+        first = self.entry(x)
+        feats = [] if first is None else [first]
+        x = x if first is None else first
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """The last block's activation, with the minibatch-stddev channel appended when enabled."""
+        h = self.features(x)[-1]
+        return self.mbstd(h) if self.mbstd is not None else h
+
+
+class DCGANDiscriminator(BlockDiscriminator):
     """Strided convs + LeakyReLU (BatchNorm optional) → one logit per image.
 
     Input ``[B, C, R, R]`` in [-1, 1]; output ``[B]`` logits.
@@ -132,16 +162,5 @@ class DCGANDiscriminator(nn.Module):
         return {"arch": self.arch, "resolution": self.resolution, "width": self.width,
                 "img_channels": self.img_channels, "norm": self.norm, "mbstd_group": self.mbstd_group}
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """Activations after every block, coarsest last (for feature-matching losses)."""
-        feats = []
-        for block in self.blocks:
-            x = block(x)
-            feats.append(x)
-        return feats
-
     def forward(self, x: Tensor) -> Tensor:
-        h = self.features(x)[-1]
-        if self.mbstd is not None:
-            h = self.mbstd(h)
-        return self.head(h).flatten()
+        return self.head(self.trunk(x)).flatten()

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ganinv.errors import InputError
 from ganinv.generators.base import check_resolution
-from ganinv.generators.dcgan import MinibatchStd
+from ganinv.generators.dcgan import BlockDiscriminator, MinibatchStd
 from ganinv.generators.stylegan2 import SQRT2, EqualLinear, FusedLeakyReLU, make_kernel
 
 
@@ -101,7 +101,7 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(BlockDiscriminator):
     """StyleGAN2's residual discriminator with equalised learning rate (see module docstring).
 
     Args:
@@ -141,18 +141,10 @@ class StyleGAN2Discriminator(nn.Module):
         return {"arch": self.arch, "resolution": self.resolution, "channels": dict(self.channels),
                 "img_channels": self.img_channels, "mbstd_group": self.mbstd_group}
 
-    def features(self, x: Tensor) -> list[Tensor]:
-        """Activations after fromRGB and every residual block (finest first, 4×4 last)."""
-        x = self.from_rgb(x)
-        feats = [x]
-        for block in self.blocks:
-            x = block(x)
-            feats.append(x)
-        return feats
+    def entry(self, x: Tensor) -> Tensor:
+        """fromRGB: :meth:`features` reports it first, then every residual block (4×4 last)."""
+        return self.from_rgb(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.features(x)[-1]
-        if self.mbstd is not None:
-            h = self.mbstd(h)
-        h = self.final_conv(h)
+        h = self.final_conv(self.trunk(x))
         return self.head(self.final_linear(h.flatten(1))).flatten()
