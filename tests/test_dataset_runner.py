@@ -239,3 +239,6 @@ def test_cli_lists_globs_summary_and_refusals(data, tmp_path):
     assert result.exit_code == 1 and "matches no files" in result.output
     result = runner.invoke(app, ["invert-dataset", str(tmp_path / "list.csv"), *base, "--workers", "2"])
     assert result.exit_code == 1 and "--backend ray" in result.output
+    result = runner.invoke(app, ["invert-dataset", str(tmp_path / "list.csv"), *base, "--method", "hybrid",
+                                 "--lr", "0.1"])
+    assert result.exit_code == 1 and "L-BFGS (the hybrid's default) has none" in result.output

@@ -101,6 +101,8 @@ def test_encoder_for_another_model_is_refused(digits, tmp_path):
     (["--method", "encoder", "--steps", "3"], "runs no optimisation"),
     (["--method", "pti", "--preset", "nvidia"], "--preset is a reference"),
     (["--method", "pti", "--video", "v.gif"], "--video shows an optimisation"),
+    (["--method", "hybrid", "--lr", "0.1"], "L-BFGS (the hybrid's default) has none"),
+    (["--method", "optimize", "--optimizer", "lbfgs", "--lr", "0.1"], "--lr sets Adam's learning rate"),
 ])
 def test_method_option_errors(digits, tmp_path, args, message):
     result = run("invert", digits, *args, "--out", tmp_path / "o")

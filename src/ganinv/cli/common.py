@@ -97,6 +97,15 @@ def resolve_device(name: str) -> "torch.device":
     return device
 
 
+def check_lr_applies(lr: float | None, optimizer: str | None, method: str) -> None:
+    """Refuse ``--lr`` where the optimiser is L-BFGS (given, or the hybrid's default), which has no learning rate."""
+    from ganinv.errors import InputError
+
+    if lr is not None and (optimizer or ("lbfgs" if method == "hybrid" else None)) == "lbfgs":
+        raise InputError("--lr sets Adam's learning rate; L-BFGS (the hybrid's default) has none — drop --lr"
+                         + (", or add --optimizer adam to refine with Adam" if method == "hybrid" else ""))
+
+
 def human_size(n_bytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n_bytes < 1024 or unit == "GB":

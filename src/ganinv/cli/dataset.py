@@ -31,6 +31,7 @@ from ganinv.cli.common import (
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
+    check_lr_applies,
     console,
     out,
     resolve_device,
@@ -130,6 +131,7 @@ def invert_dataset(
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
     if method == "encoder" and options:
         raise InputError("--method encoder runs no optimisation; drop " + ", ".join("--" + k for k in options))
+    check_lr_applies(lr, None, method)
     dev = resolve_device(device)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)

@@ -33,6 +33,7 @@ from ganinv.cli.common import (
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
+    check_lr_applies,
     console,
     out,
     resolve_device,
@@ -622,6 +623,7 @@ def invert(
         raise InputError(f"--method encoder runs no optimisation; drop {flags}")
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
+    check_lr_applies(lr, optimizer, method)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
