@@ -69,6 +69,11 @@ def psnr_curve(r: InversionResult) -> list[float]:
     return curve
 
 
+def first_step_reaching(curve: list[float], target: float) -> int | None:
+    """1-based index of the first step whose mean PSNR is ≥ ``target`` (None: never)."""
+    return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
+
+
 def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float) -> dict[str, Any]:
     """Run the hybrid for half of W+ optimisation's steps and find the first step at which its mean PSNR
     reaches ``target_psnr`` (W+ optimisation's final figure). The hybrid's default L-BFGS has no
@@ -76,7 +81,7 @@ def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float) -> dict[str, 
     r = invert(G, images, method="hybrid", steps=HYBRID_LONG_STEPS)
     curve = psnr_curve(r)
     return {"hybrid_long_steps": HYBRID_LONG_STEPS, "hybrid_long_psnr": float(r.metrics["psnr"].mean()),
-            "hybrid_steps_to_reach_wplus_psnr": next((i + 1 for i, v in enumerate(curve) if v >= target_psnr), None),
+            "hybrid_steps_to_reach_wplus_psnr": first_step_reaching(curve, target_psnr),
             "hybrid_psnr_curve": [round(v, 3) for v in curve]}
 
 
@@ -160,7 +165,7 @@ def main() -> None:
 
     curve = psnr_curve(wp_res)
     hybrid_psnr = rows[-2]["psnr"] if rows[-2]["method"].startswith("hybrid") else float("nan")
-    reach = next((i + 1 for i, v in enumerate(curve) if v >= hybrid_psnr), None)
+    reach = first_step_reaching(curve, hybrid_psnr)
     gen_file = zoo.model_dir(args.model) / "model.safetensors"
     gen_params = sum(p.numel() * p.element_size() for p in G.parameters())
     threads = torch.get_num_threads()
@@ -208,8 +213,7 @@ def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_js
     results["rows"] = [fresh.get(r["method"], r) for r in results["rows"]]
     hyb = results["hybrid"]
     hyb["hybrid_psnr"] = fresh["hybrid (encoder + optimisation)"]["psnr"]
-    hyb["wplus_steps_to_reach_hybrid_psnr"] = next(
-        (i + 1 for i, v in enumerate(hyb["wplus_psnr_curve"]) if v >= hyb["hybrid_psnr"]), None)
+    hyb["wplus_steps_to_reach_hybrid_psnr"] = first_step_reaching(hyb["wplus_psnr_curve"], hyb["hybrid_psnr"])
     hyb.update(hybrid_reach(G, images, hyb["wplus_psnr"]))
     torch.set_num_threads(args.rate_threads)
     results["encoder_images_per_s"] = {**encoder_rate(G), "threads": args.rate_threads}

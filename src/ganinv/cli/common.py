@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ganinv.errors import GaninvError
+from ganinv.errors import GaninvError, InputError
 from ganinv.generators.base import Generator
 
 if TYPE_CHECKING:
@@ -99,8 +99,6 @@ def resolve_device(name: str) -> "torch.device":
 
 def check_lr_applies(lr: float | None, optimizer: str | None, method: str) -> None:
     """Refuse ``--lr`` where the optimiser is L-BFGS (given, or the hybrid's default), which has no learning rate."""
-    from ganinv.errors import InputError
-
     if lr is not None and (optimizer or ("lbfgs" if method == "hybrid" else None)) == "lbfgs":
         raise InputError("--lr sets Adam's learning rate; L-BFGS (the hybrid's default) has none — drop --lr"
                          + (", or add --optimizer adam to refine with Adam" if method == "hybrid" else ""))

@@ -263,8 +263,10 @@ class GanTrainer:
             if saved.get("discriminator") not in (None, json.loads(json.dumps(self.D.config()))):
                 # another discriminator (e.g. --discriminator residual on a model trained with "dcgan"):
                 # the generator is warm-started against a fresh discriminator
-                self.init_note = (f"--init-from {folder}: its discriminator ({saved['discriminator'].get('arch')}) "
-                                  f"is not this run's ({self.D.config()['arch']}); the discriminator starts afresh")
+                theirs = saved["discriminator"]
+                theirs = theirs.get("arch") if isinstance(theirs, dict) else theirs  # a foreign config: anything
+                self.init_note = (f"--init-from {folder}: its discriminator ({theirs}) is not this run's "
+                                  f"({self.D.config()['arch']}); the discriminator starts afresh")
                 return
             load_state_strict(self.D, read_safetensors(d_path), str(d_path))
 
@@ -439,17 +441,21 @@ class GanTrainer:
 
         The held-out split is not used to choose: it measures the chosen model only. (Logs written before
         ``fd_train`` was recorded fall back to the held-out distance.)"""
-        evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
-        good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
-                and r["max_class"] <= MAX_CLASS_FRACTION]
-        pool = good or evals
+        pool = self._selection_pool()
         key = self.selection_key(pool)
         return min(pool, key=lambda r: r[key])["iteration"] if pool else None
 
-    def selection_key(self, evals: list[dict] | None = None) -> str:
-        """``"fd_train"`` when every evaluation recorded it, else ``"fd"`` (the held-out distance)."""
-        evals = [r for r in self.log if "fd" in r] if evals is None else evals
-        return "fd_train" if all(r.get("fd_train") is not None for r in evals) else "fd"
+    def _selection_pool(self) -> list[dict]:
+        """Evaluations with a snapshot on disk, those meeting the confidence/coverage floor if any do."""
+        evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
+        good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
+                and r["max_class"] <= MAX_CLASS_FRACTION]
+        return good or evals
+
+    @staticmethod
+    def selection_key(pool: list[dict]) -> str:
+        """``"fd_train"`` when every evaluation of ``pool`` recorded it, else ``"fd"`` (the held-out distance)."""
+        return "fd_train" if all(r.get("fd_train") is not None for r in pool) else "fd"
 
     def progress(self) -> float:
         """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
@@ -554,7 +560,8 @@ class GanTrainer:
             state.pop("latent_avg", None)  # w_avg is re-estimated below, as for the final weights
             self.G_ema.load_state_dict(state)
             selected = chosen
-            selected_by = "train split" if self.selection_key() == "fd_train" else "held-out split"
+            by_train = self.selection_key(self._selection_pool()) == "fd_train"
+            selected_by = "train split" if by_train else "held-out split"
         G = self.G_ema
         self.recalibrate_batchnorm()
         if isinstance(G, StyleGAN2Generator):

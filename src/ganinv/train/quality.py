@@ -102,11 +102,8 @@ def heldout_reference(classifier: nn.Module) -> tuple[np.ndarray, float]:
     """Held-out features and the train-vs-held-out Fréchet distance (cached per classifier)."""
     key = id(classifier)
     if key not in _FLOOR_CACHE:
-        test_x, _ = mnist("test")
-        train_x, _ = mnist("train")
-        f_test, _ = features(classifier, test_x)
-        f_train, _ = features(classifier, train_x)
-        _FLOOR_CACHE[key] = (f_test, frechet_distance(f_train, f_test))
+        f_test, _ = features(classifier, mnist("test")[0])
+        _FLOOR_CACHE[key] = (f_test, frechet_distance(train_reference(classifier), f_test))
     return _FLOOR_CACHE[key]
 
 
