@@ -274,16 +274,20 @@ def render(r: dict[str, Any]) -> str:
         "Rows: optimisation uses the engine's defaults (best-of-64 start, Adam with NVIDIA's schedule, noise maps "
         "optimised jointly) in W and in W+; the encoder is the bundled ReStyle-style pyramid encoder (one pass, "
         "then refinement passes that see the current reconstruction); hybrid starts at the encoder's code "
-        "(5 passes) and runs a fifth of the steps of the engine's per-row L-BFGS (100 curvature pairs, stored "
-        "noise maps; each iteration also spends ~1.5 forward-only line-search evaluations, included in its "
-        "time); PTI tunes low-rank weight deltas of the synthesis network "
+        "(5 passes) and runs a fifth of the steps of the engine's per-row L-BFGS (100 curvature pairs, W+ "
+        "coordinates rescaled by the generator's Gauss-Newton diagonal to the power -0.75, stored noise maps; "
+        "each iteration also spends ~1.5 forward-only line-search evaluations, and the diagonal costs 512 "
+        "backward passes of the generator once per process, all included in its time); PTI tunes low-rank "
+        "weight deltas of the synthesis network "
         "from the W row's codes (its pivots), stopping an image at its PSNR target or after the step limit "
         f"({r['pti'].get('stop_psnr')} dB, {r['pti'].get('steps')} steps). PTI's time "
         "includes its pivot's.", "",
     ] + ([
         "The encoder, refinement and hybrid rows and the encoder throughput were re-measured "
         "(`--encoder-rows-only`) after the bundled encoder was retrained for the same generator and the hybrid's "
-        "optimiser became L-BFGS; the optimisation and PTI rows, which use neither, are from the full run.", ""]
+        "optimiser became a preconditioned L-BFGS; the optimisation and PTI rows, which use neither, are from the "
+        "full run. (The encoder's throughput and times moved with the shared machine's load between runs: "
+        "1870 images/s in the previous re-measurement, with the same encoder.)", ""]
         if r.get("encoder_rows_remeasured") else [])) + "\n"
 
 

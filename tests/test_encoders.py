@@ -173,6 +173,19 @@ def test_hybrid_never_worse_than_its_encoder_start(tiny_sg2):
     assert (r.metrics["psnr"] >= start.metrics["psnr"] - 1e-3).all()
 
 
+def test_hybrid_preconditions_lbfgs_in_w_plus_only(tiny_sg2, tiny_dcgan):
+    from ganinv.inverters.hybrid import HYBRID_PRECONDITION
+
+    for G, want in ((tiny_sg2, HYBRID_PRECONDITION["w+"]), (tiny_dcgan, 0.0)):
+        x = tiny_data(G, 2)[0]
+        r = invert(G, x, method="hybrid", encoder=encoder_for(G), steps=2)
+        assert r.settings["optimize"]["optimizer"] == "lbfgs"
+        assert r.settings["optimize"]["lbfgs_precondition"] == want
+    r = invert(tiny_sg2, tiny_data(tiny_sg2, 2)[0], method="hybrid", encoder=encoder_for(tiny_sg2), steps=2,
+               lbfgs_precondition=0.0)
+    assert r.settings["optimize"]["lbfgs_precondition"] == 0.0  # an explicit value wins
+
+
 def test_hybrid_domain_regulariser_is_logged_and_pulls_towards_encoder(tiny_sg2):
     enc = encoder_for(tiny_sg2)
     x = tiny_data(tiny_sg2, 4)[0]

@@ -22,7 +22,8 @@ from ganinv import metrics as M
 from ganinv.errors import InputError
 from ganinv.generators.wrap import wrap
 from ganinv.inverters import InversionResult, OptimizeSettings, invert, optimize
-from ganinv.inverters.optimize import NOISE_MODES, PRESETS, auto_batch_size, latent_stats, learning_rate_factor
+from ganinv.inverters.optimize import (NOISE_MODES, PRESETS, auto_batch_size, latent_curvature, latent_stats,
+                                       learning_rate_factor)
 
 # Every knob that changes the result, pinned (defaults are being tuned elsewhere).
 BASE: dict = dict(steps=20, optimizer="adam", lr=0.1, loss="mse", init="mean", restarts=1, noise="fixed",
@@ -130,7 +131,8 @@ def test_wrapped_flat_mlp_inverts():
     # L-BFGS: rows have their own curvature and line search. Its two-loop recursion can amplify the ~1e-7
     # batch-size-dependent conv round-off ×1e4 in one step (seen at step 4 here): only the first steps compare.
     ("w", dict(optimizer="lbfgs", steps=3)),
-], ids=["w+-adam", "w+-adam-early-stop", "w-lbfgs"])
+    ("w+", dict(optimizer="lbfgs", steps=3, lbfgs_precondition=0.75)),  # G's curvature, not the batch's
+], ids=["w+-adam", "w+-adam-early-stop", "w-lbfgs", "w+-lbfgs-preconditioned"])
 def test_result_does_not_depend_on_batch_composition(tiny_sg2, space, extra):
     G = tiny_sg2
     _, y = make_targets(G, space, 3, seed=4)
@@ -382,6 +384,42 @@ def test_lbfgs_history_reaches_the_optimizer_and_is_validated(tiny_sg2, monkeypa
     assert seen == [37, 10]
     with pytest.raises(InputError, match="lbfgs_history"):
         run(tiny_sg2, y, space="w", steps=3, optimizer="lbfgs", lbfgs_history=0)
+
+
+def _stiff_linear(scales: torch.Tensor):
+    """A linear 'generator' image = diag(scales) · z (16 dims → a 1×4×4 image): its Gauss-Newton
+    diagonal is exactly scales², and its conditioning is (max/min scale)²."""
+    lin = nn.Linear(16, 16, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.diag(scales))
+    return wrap(lin, latent_dim=16, image_shape=(1, 4, 4), output_range=(0.0, 1.0))
+
+
+def test_latent_curvature_is_the_gauss_newton_diagonal_and_follows_the_weights():
+    scales = torch.logspace(0, 2, 16)
+    G = _stiff_linear(scales)
+    h = latent_curvature(G, "z", n=512, probes=4)
+    assert h.shape == (1, 16) and (h > 0).all()
+    torch.testing.assert_close(h[0] / scales.square(), torch.ones(16), atol=0.15, rtol=0)  # Hutchinson, 2048 draws
+    assert latent_curvature(G, "z", n=512, probes=4) is h  # cached per generator
+    with torch.no_grad():
+        G.module.weight.mul_(2.0)
+    torch.testing.assert_close(latent_curvature(G, "z", n=512, probes=4), 4 * h)  # new weights, new value
+
+
+def test_lbfgs_preconditioner_fixes_a_stiff_problem_and_is_validated():
+    G = _stiff_linear(torch.logspace(0, 2, 16))  # condition number 1e4
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        y = G.synthesize(z, "z")
+    kw = dict(space="z", steps=6, optimizer="lbfgs", init="mean", prior=0.0)
+    plain = run(G, y, **kw)
+    jacobi = run(G, y, lbfgs_precondition=0.5, **kw)
+    # rescaled by its exact diagonal the quadratic is nearly isotropic: L-BFGS solves it in a few iterations
+    assert (jacobi.metrics["loss"] < 1e-3 * plain.metrics["loss"]).all(), (jacobi.metrics, plain.metrics)
+    for bad in (-0.5, 2.5, float("nan")):
+        with pytest.raises(InputError, match="lbfgs_precondition"):
+            run(G, y, lbfgs_precondition=bad, **kw)
 
 
 @pytest.mark.skipif("polish_steps" not in FIELDS, reason="engine without polish_steps")
