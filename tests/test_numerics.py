@@ -184,3 +184,61 @@ def test_cli_reports_divergence(G, tmp_path, monkeypatch) -> None:
     assert "d0: the optimisation diverged" in result.output
     records = json.loads((tmp_path / "out" / "summary.json").read_text())["records"]
     assert [r["diverged"] for r in records] == [True, False]
+
+
+class _PoisonedLoss:
+    """Wraps ``CombinedLoss.forward``: on the ``at``-th differentiable call the first row's loss is NaN (a target
+    whose optimisation diverges mid-run); calls without gradient (candidate scoring, final renders) pass."""
+
+    def __init__(self, forward, at: int) -> None:
+        self.forward, self.at, self.calls = forward, at, 0
+
+    def __call__(self, module, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = self.forward(module, pred, target)
+        if pred.requires_grad:
+            self.calls += 1
+            if self.calls == self.at:
+                out = out.clone()
+                out[0] = NAN
+        return out
+
+
+def _with_poisoned_loss(monkeypatch, at: int, run):
+    from ganinv.losses import CombinedLoss
+
+    poison = _PoisonedLoss(CombinedLoss.forward, at)
+    monkeypatch.setattr(CombinedLoss, "forward", lambda self, pred, target: poison(self, pred, target))
+    try:
+        return run()
+    finally:
+        monkeypatch.undo()
+
+
+def test_pti_tuning_divergence_keeps_that_images_best_delta_only(G, x, monkeypatch) -> None:
+    from ganinv.inverters.pti import PTISettings, invert_pti
+
+    pivot = optimize(G, x, settings=OptimizeSettings(space="w", steps=10, init="mean"))
+    s = PTISettings(steps=12, stop_psnr=None, rank=2)
+    clean = invert_pti(G, x, s, pivot=pivot)
+    poisoned = _with_poisoned_loss(monkeypatch, 6, lambda: invert_pti(G, x, s, pivot=pivot))
+    assert poisoned.metrics["diverged"].tolist() == [True, False, False]
+    assert clean.metrics["diverged"].tolist() == [False, False, False] and clean.notes == []
+    assert int(poisoned.metrics["steps"][0]) == 5 and poisoned.metrics["steps"][1:].tolist() == [12, 12]
+    for d in poisoned.deltas:
+        assert all(torch.isfinite(v).all() for v in d.values())
+    for i in (1, 2):  # the others tuned exactly as without the poison
+        for k, v in clean.deltas[i].items():
+            torch.testing.assert_close(poisoned.deltas[i][k], v, atol=1e-6, rtol=1e-5)
+    assert torch.isfinite(poisoned.image).all()
+    assert len(poisoned.notes) == 1 and poisoned.notes[0].startswith("target 0: generator tuning diverged")
+
+
+def test_multicode_divergence_is_flagged_and_keeps_the_best_state(G, x, monkeypatch) -> None:
+    clean = invert(G, x, method="multicode", steps=10, codes=2)
+    poisoned = _with_poisoned_loss(monkeypatch, 6, lambda: invert(G, x, method="multicode", steps=10, codes=2))
+    assert poisoned.metrics["diverged"].tolist() == [True, False, False]
+    assert clean.metrics["diverged"].tolist() == [False, False, False] and clean.notes == []
+    assert torch.isfinite(poisoned.latent).all() and torch.isfinite(poisoned.metrics["loss"]).all()
+    assert float(poisoned.metrics["loss"][0]) <= poisoned.history["loss"][0][0]  # its best, not its start
+    torch.testing.assert_close(poisoned.metrics["loss"][1:], clean.metrics["loss"][1:], atol=1e-7, rtol=1e-5)
+    assert len(poisoned.notes) == 1 and poisoned.notes[0].startswith("target 0: the optimisation diverged")

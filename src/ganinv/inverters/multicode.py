@@ -164,6 +164,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
         importance = [torch.cat([o["importance"][i] for o in outs]) for i in range(len(outs[0]["importance"]))]
         tail = torch.cat([o["tail"] for o in outs]) if outs[0]["tail"] is not None else None
         loss = torch.cat([o["loss"] for o in outs])
+        diverged = torch.cat([o["diverged"] for o in outs])
         hist_len = max(len(o["history"]) for o in outs)
         history = [[math.nan] * B for _ in range(hist_len)]
         for o, start in zip(outs, range(0, B, chunk)):
@@ -172,7 +173,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
         with torch.no_grad():
             image = render_multicode(G, codes, importance, tail, space, layer)
             metrics: dict[str, Tensor] = {"loss": loss.cpu(), "steps": torch.full((B,), s.steps),
-                                          "data_fit": mse(op(image), y).cpu()}
+                                          "data_fit": mse(op(image), y).cpu(), "diverged": diverged >= 0}
             if physics is None:
                 from ganinv import metrics as M
 
@@ -182,9 +183,11 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
     if tail is not None:
         extra["tail"] = tail.detach()
     settings_d = {**s.to_dict(), "layer": layer, "space": space}
+    notes = [f"target {i}: the optimisation diverged (NaN/Inf loss) at step {step}; its result is the best state "
+             f"before that" for i, step in enumerate(diverged.tolist()) if step >= 0]
     return InversionResult(latent=codes.detach(), space=space, image=G.to_display(image.detach()), noise=None,
                            metrics=metrics, history={"loss": history}, method="multicode",
-                           seconds=time.perf_counter() - t0, settings=settings_d, extra=extra)
+                           seconds=time.perf_counter() - t0, settings=settings_d, extra=extra, notes=notes)
 
 
 def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer: int, space: str,
@@ -208,6 +211,7 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
             "tail": tail.detach().clone() if tail is not None else None}
     history: list[list[float]] = []
     rows = torch.arange(offset, offset + B)
+    diverged_at = torch.full((B,), -1, dtype=torch.long)  # step at which a target's loss went NaN/Inf
 
     def objective() -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """Total loss per target ``[B]``, its terms, and the rendering of the current state."""
@@ -239,8 +243,10 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
             g["lr"] = g["base_lr"] * factor
         opt.zero_grad(set_to_none=True)
         total_loss, terms, img = objective()
-        total_loss.sum().backward()
+        total_loss.sum().backward()  # rows are independent: a NaN row's gradient stays in its own rows
         keep_better(total_loss)
+        blown = (~torch.isfinite(total_loss.detach())).cpu() & (diverged_at < 0)
+        diverged_at[blown] = t  # its best state (NaN never scores better) is what it returns
         history.append(total_loss.detach().cpu().tolist())
         if callback is not None:
             callback(t, InversionState(step=t, total_steps=s.steps, phase="latent", rows=rows, latent=codes.detach(),
@@ -249,7 +255,7 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
         opt.step()
     with torch.no_grad():  # the final state (after the last step) may be the best
         keep_better(objective()[0])
-    return {**best, "loss": best_loss, "history": history}
+    return {**best, "loss": best_loss, "history": history, "diverged": diverged_at}
 
 
 __all__ = ["MultiCodeSettings", "invert_multicode", "render_multicode"]

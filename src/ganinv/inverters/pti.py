@@ -218,6 +218,7 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
     history: dict[str, list[list[float]]] = {"loss": []}
     deltas: list[dict[str, Tensor]] = []
     steps_run = torch.zeros(B, dtype=torch.long)
+    diverged_at = torch.full((B,), -1, dtype=torch.long)  # tuning step at which a row's loss went NaN/Inf
     with _FrozenGenerator(G):
         wrapper = _Render(G, space)
         base = {"G." + k: v.detach() for k, v in tunable_parameters(G).items()}
@@ -262,6 +263,10 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
                     moved = batched(adapters, w_loc).flatten(0, 1) - ref
                     total = total + s.locality * moved.flatten(1).square().mean(1).view(n, k).mean(1)
                 with torch.no_grad():
+                    blown = ~torch.isfinite(total.detach()) & active  # stops at its best delta, on its own
+                    if blown.any():
+                        diverged_at[sl][blown.cpu()] = t
+                        active &= ~blown
                     better = (rec < best_loss) & active
                     best_loss = torch.where(better, rec.detach(), best_loss)
                     for k, v in adapters.items():
@@ -298,10 +303,13 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
     fp = generator_fingerprint(G)
     metrics = {"psnr": M.psnr(image, y).float().cpu(), "ssim": M.ssim(image, y).float().cpu(),
                "loss": (image - y).flatten(1).square().mean(1).cpu(), "steps": steps_run,
-               "pivot_psnr": pivot.metrics["psnr"]}
+               "pivot_psnr": pivot.metrics["psnr"], "diverged": diverged_at >= 0}
+    notes = list(pivot.notes) + [
+        f"target {i}: generator tuning diverged (NaN/Inf loss) at step {step}; its delta is the best one before "
+        f"that" for i, step in enumerate(diverged_at.tolist()) if step >= 0]
     return InversionResult(latent=pivot.latent.detach(), space=space, image=image, noise=None, metrics=metrics,
                            history=history, method="pti", seconds=time.perf_counter() - t0,
-                           settings={**s.to_dict(), "generator_fingerprint": fp}, deltas=deltas)
+                           settings={**s.to_dict(), "generator_fingerprint": fp}, deltas=deltas, notes=notes)
 
 
 def delta_bytes(delta: Mapping[str, Tensor]) -> int:
