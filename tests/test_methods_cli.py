@@ -60,6 +60,11 @@ def test_encoder_and_hybrid_methods_write_results(digits, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((out2 / "summary.json").read_text())
     assert summary["method"] == "hybrid" and all(r["steps"] == 4 for r in summary["records"])
+    out3 = tmp_path / "hyb-p"
+    result = run("invert", digits, "--method", "hybrid", "--encoder", enc, "--steps", "2", "--lbfgs-precondition",
+                 "0.5", "--out", out3)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out3 / "summary.json").read_text())["options"]["lbfgs_precondition"] == 0.5
 
 
 def test_pti_method_writes_deltas_that_reproduce_the_reconstruction(digits, tmp_path):
@@ -103,6 +108,8 @@ def test_encoder_for_another_model_is_refused(digits, tmp_path):
     (["--method", "pti", "--video", "v.gif"], "--video shows an optimisation"),
     (["--method", "hybrid", "--lr", "0.1"], "L-BFGS (the hybrid's default) has none"),
     (["--method", "optimize", "--optimizer", "lbfgs", "--lr", "0.1"], "--lr sets Adam's learning rate"),
+    (["--method", "optimize", "--lbfgs-precondition", "0.5"], "add --optimizer lbfgs"),
+    (["--method", "hybrid", "--lbfgs-precondition", "3"], "lbfgs_precondition is an exponent in [0, 2]"),
 ])
 def test_method_option_errors(digits, tmp_path, args, message):
     result = run("invert", digits, *args, "--out", tmp_path / "o")

@@ -564,6 +564,9 @@ def invert(
     noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after (default: "
                                                  "the engine's).")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="adam or lbfgs.")] = None,
+    lbfgs_precondition: Annotated[Optional[float], typer.Option(
+        "--lbfgs-precondition", help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
+        "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     prior: Annotated[Optional[float], typer.Option(help="Weight of the latent prior (≥ 0).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop an image after this many steps without "
@@ -603,7 +606,8 @@ def invert(
     dev = resolve_device(device)
 
     given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
-             "optimizer": optimizer, "lr": lr, "prior": prior, "patience": patience, "batch_size": batch_size,
+             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr, "prior": prior,
+             "patience": patience, "batch_size": batch_size,
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},
@@ -624,6 +628,8 @@ def invert(
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
     check_lr_applies(lr, optimizer, method)
+    if lbfgs_precondition is not None and (optimizer or ("lbfgs" if method == "hybrid" else "adam")) != "lbfgs":
+        raise InputError("--lbfgs-precondition rescales L-BFGS's coordinates; add --optimizer lbfgs to use it")
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
