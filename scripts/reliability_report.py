@@ -218,7 +218,47 @@ def numerics_section() -> dict[str, Any]:
                                                round(float(clean.metrics["psnr"][0]), 2)],
                     "steps_diverged_vs_clean": [int(bad.metrics["steps"][0]), int(clean.metrics["steps"][0])],
                     "note": bad.notes[0] if bad.notes else ""})
+    div += _multicode_pti_divergence(G, x)
     return {"inputs": rows, "divergence": div}
+
+
+def _multicode_pti_divergence(G: Any, x: Any) -> list[dict[str, Any]]:
+    """The same forced divergence for multi-code inversion and PTI's tuning: their loss returns NaN for sample 0
+    at its 6th differentiable evaluation (the test suite's ``_PoisonedLoss``)."""
+    import torch
+    from test_numerics import _PoisonedLoss
+
+    from ganinv import invert
+    from ganinv.inverters.optimize import OptimizeSettings, optimize
+    from ganinv.inverters.pti import PTISettings, invert_pti
+    from ganinv.losses import CombinedLoss
+
+    def poisoned(run: Any) -> Any:
+        original = CombinedLoss.forward
+        poison = _PoisonedLoss(original, 6)
+        CombinedLoss.forward = lambda self, pred, target: poison(self, pred, target)
+        try:
+            return run()
+        finally:
+            CombinedLoss.forward = original
+
+    pivot = optimize(G, x, settings=OptimizeSettings(space="w", steps=10, init="mean"))
+    pti = PTISettings(steps=12, stop_psnr=None, rank=2)
+    runs = {"multicode (Adam)": lambda: invert(G, x, method="multicode", steps=10, codes=2),
+            "PTI tuning (Adam)": lambda: invert_pti(G, x, pti, pivot=pivot)}
+    out = []
+    for label, run in runs.items():
+        clean, bad = run(), poisoned(run)
+        a, b = bad.metrics["psnr"][1:], clean.metrics["psnr"][1:]
+        same = "bit-identical" if torch.equal(a, b) else (
+            "within 1e-4 dB" if torch.allclose(a, b, atol=1e-4, rtol=0) else "NO")
+        out.append({"optimizer": label, "diverged": bad.metrics["diverged"].tolist(), "others_unchanged": same,
+                    "fallback_finite": bool(torch.isfinite(bad.image).all()),
+                    "psnr_diverged_vs_clean": [round(float(bad.metrics["psnr"][0]), 2),
+                                               round(float(clean.metrics["psnr"][0]), 2)],
+                    "steps_diverged_vs_clean": [int(bad.metrics["steps"][0]), int(clean.metrics["steps"][0])],
+                    "note": bad.notes[0] if bad.notes else ""})
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -382,14 +422,17 @@ def markdown(report: dict[str, Any], command: str) -> str:
                 "optimisation step (a huge learning rate does not diverge: StyleGAN2 saturates). The sample stops "
                 "at its best iterate, `metrics[\"diverged\"]` flags it, `result.notes` says so (the CLI prints it "
                 "and writes `diverged` to summary.json; `invert-dataset` writes it to the manifest's notes), and "
-                "the other samples are bit-identical to an unpoisoned run.", ""]
+                "the other samples are bit-identical to an unpoisoned run. Multi-code inversion and PTI's tuning "
+                "get the same check with their loss returning NaN for sample 0 at its 6th evaluation with gradient "
+                "(multi-code keeps its best state; PTI stops tuning that image at its best delta).", ""]
         rows = [[d["optimizer"], d["diverged"], d["others_unchanged"], d["fallback_finite"],
                  " vs ".join(map(str, d["psnr_diverged_vs_clean"])),
                  " vs ".join(map(str, d["steps_diverged_vs_clean"]))] for d in n["divergence"]]
-        out += _md_table(["optimizer", "diverged flags", "others unchanged", "result finite",
+        out += _md_table(["method / optimizer", "diverged flags", "others unchanged", "result finite",
                           "PSNR sample 0 (fallback vs clean run)", "steps (fallback vs clean)"], rows)
-        if n["divergence"] and n["divergence"][0]["note"]:
-            out += ["", f"Note: `{n['divergence'][0]['note']}`"]
+        for d in n["divergence"]:
+            if d["note"] and d["optimizer"] in ("adam", "multicode (Adam)", "PTI tuning (Adam)"):
+                out += ["", f"Note ({d['optimizer']}): `{d['note']}`"]
         out += [""]
     if "faults" in report:
         rows = [[r["fault"], r["expected"], r["result"], r["seconds"]] for r in report["faults"]["scenarios"]]

@@ -239,6 +239,8 @@ def test_multicode_divergence_is_flagged_and_keeps_the_best_state(G, x, monkeypa
     assert poisoned.metrics["diverged"].tolist() == [True, False, False]
     assert clean.metrics["diverged"].tolist() == [False, False, False] and clean.notes == []
     assert torch.isfinite(poisoned.latent).all() and torch.isfinite(poisoned.metrics["loss"]).all()
-    assert float(poisoned.metrics["loss"][0]) <= poisoned.history["loss"][0][0]  # its best, not its start
+    before = [row[0] for row in poisoned.history["loss"][:5]]  # the steps before the NaN at step 5
+    assert float(poisoned.metrics["loss"][0]) == pytest.approx(min(before), rel=1e-6)  # frozen there
+    assert float(poisoned.metrics["loss"][0]) < before[0]
     torch.testing.assert_close(poisoned.metrics["loss"][1:], clean.metrics["loss"][1:], atol=1e-7, rtol=1e-5)
     assert len(poisoned.notes) == 1 and poisoned.notes[0].startswith("target 0: the optimisation diverged")

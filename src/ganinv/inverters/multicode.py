@@ -227,9 +227,10 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
 
     @torch.no_grad()
     def keep_better(total_loss: Tensor) -> None:
-        """Targets whose current state scores below their best so far keep it."""
+        """Targets whose current state scores below their best so far keep it (a diverged target is frozen at
+        its best state before the divergence, even if its loss comes back)."""
         nonlocal best_loss
-        better = total_loss.detach() < best_loss
+        better = (total_loss.detach() < best_loss) & (diverged_at < 0).to(best_loss.device)
         best_loss = torch.where(better, total_loss.detach(), best_loss)
         best["codes"][better] = codes.detach()[better]
         for b_a, a in zip(best["importance"], importance):
@@ -244,9 +245,9 @@ def _optimise(G: Generator, y: Tensor, init: Tensor, s: MultiCodeSettings, layer
         opt.zero_grad(set_to_none=True)
         total_loss, terms, img = objective()
         total_loss.sum().backward()  # rows are independent: a NaN row's gradient stays in its own rows
-        keep_better(total_loss)
         blown = (~torch.isfinite(total_loss.detach())).cpu() & (diverged_at < 0)
-        diverged_at[blown] = t  # its best state (NaN never scores better) is what it returns
+        diverged_at[blown] = t  # from here on its best state so far is what it returns
+        keep_better(total_loss)
         history.append(total_loss.detach().cpu().tolist())
         if callback is not None:
             callback(t, InversionState(step=t, total_steps=s.steps, phase="latent", rows=rows, latent=codes.detach(),
