@@ -27,33 +27,28 @@ from torch import Tensor, nn
 from ganinv.errors import InputError
 from ganinv.generators.base import check_resolution
 from ganinv.generators.dcgan import BlockDiscriminator, MinibatchStd
-from ganinv.generators.stylegan2 import SQRT2, EqualLinear, FusedLeakyReLU, make_kernel
+from ganinv.generators.stylegan2 import SQRT2, EqualLinear, FusedLeakyReLU, make_kernel, upfirdn2d
 
 
 def blur(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
     """Pad by ``pad`` (before, after) and filter every channel of ``x`` ``[B, C, H, W]`` with ``kernel``
     (a separable, normalised 2-D FIR kernel such as :func:`make_kernel` ``([1, 3, 3, 1])``).
 
-    On the CPU: one depthwise (grouped) convolution, whose R1 double backward oneDNN runs well.
-    Elsewhere: the separable filter as weighted sums of shifted slices, so that R1's double backward
+    On the CPU: the generator's :func:`upfirdn2d` (one depthwise convolution), whose R1 double backward
+    oneDNN runs well. Elsewhere: the separable filter as weighted sums of shifted slices, so that R1's double backward
     involves no convolution of the blur at all. (On an H200, training with the blur as a depthwise
     convolution, and then as a single-channel convolution over the folded batch, both ran at ~2 s per
     iteration; the cause was not isolated there and this form has not been timed on a GPU yet.)
     Both forms compute the same filter.
     """
-    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
-    return blur_grouped(x, kernel) if x.device.type == "cpu" else blur_separable(x, kernel)
-
-
-def blur_grouped(x: Tensor, kernel: Tensor) -> Tensor:
-    """``kernel`` applied to every channel of (padded) ``x`` by one depthwise convolution ('valid')."""
-    kh, kw = kernel.shape
-    k = torch.flip(kernel, [0, 1]).to(x)
-    return F.conv2d(x, k[None, None].expand(x.shape[1], 1, kh, kw), groups=x.shape[1])
+    if x.device.type == "cpu":
+        return upfirdn2d(x, kernel, pad=pad)
+    return blur_separable(F.pad(x, [pad[0], pad[1], pad[0], pad[1]]), kernel)
 
 
 def blur_separable(x: Tensor, kernel: Tensor) -> Tensor:
-    """The same as :func:`blur_grouped` for a rank-1 ``kernel``, as weighted sums of shifted slices."""
+    """:func:`upfirdn2d`'s filtering of (already padded) ``x`` ('valid') for a rank-1 ``kernel``, as weighted
+    sums of shifted slices."""
     kh, kw = kernel.shape
     col = kernel.sum(1)  # k = col ⊗ row / Σk for a rank-1 kernel
     row = kernel.sum(0) / col.sum()
