@@ -97,11 +97,16 @@ def resolve_device(name: str) -> "torch.device":
     return device
 
 
-def check_lr_applies(lr: float | None, optimizer: str | None, method: str) -> None:
-    """Refuse ``--lr`` where the optimiser is L-BFGS (given, or the hybrid's default), which has no learning rate."""
-    if lr is not None and (optimizer or ("lbfgs" if method == "hybrid" else None)) == "lbfgs":
+def check_optimizer_options(optimizer: str | None, method: str, *, lr: float | None = None,
+                            lbfgs_precondition: float | None = None) -> None:
+    """Refuse an option the optimiser in use ignores: ``--lr`` with L-BFGS (given, or the hybrid's default),
+    which has no learning rate; ``--lbfgs-precondition`` with Adam (given, or every other method's default)."""
+    used = optimizer or ("lbfgs" if method == "hybrid" else "adam")
+    if lr is not None and used == "lbfgs":
         raise InputError("--lr sets Adam's learning rate; L-BFGS (the hybrid's default) has none — drop --lr"
                          + (", or add --optimizer adam to refine with Adam" if method == "hybrid" else ""))
+    if lbfgs_precondition is not None and used != "lbfgs":
+        raise InputError("--lbfgs-precondition rescales L-BFGS's coordinates; add --optimizer lbfgs to use it")
 
 
 def human_size(n_bytes: float) -> str:

@@ -31,7 +31,7 @@ from ganinv.cli.common import (
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
-    check_lr_applies,
+    check_optimizer_options,
     console,
     out,
     resolve_device,
@@ -131,7 +131,7 @@ def invert_dataset(
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
     if method == "encoder" and options:
         raise InputError("--method encoder runs no optimisation; drop " + ", ".join("--" + k for k in options))
-    check_lr_applies(lr, None, method)
+    check_optimizer_options(None, method, lr=lr)
     dev = resolve_device(device)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)

@@ -33,7 +33,7 @@ from ganinv.cli.common import (
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
-    check_lr_applies,
+    check_optimizer_options,
     console,
     out,
     resolve_device,
@@ -627,9 +627,7 @@ def invert(
         raise InputError(f"--method encoder runs no optimisation; drop {flags}")
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
-    check_lr_applies(lr, optimizer, method)
-    if lbfgs_precondition is not None and (optimizer or ("lbfgs" if method == "hybrid" else "adam")) != "lbfgs":
-        raise InputError("--lbfgs-precondition rescales L-BFGS's coordinates; add --optimizer lbfgs to use it")
+    check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
