@@ -224,23 +224,13 @@ def numerics_section() -> dict[str, Any]:
 
 def _multicode_pti_divergence(G: Any, x: Any) -> list[dict[str, Any]]:
     """The same forced divergence for multi-code inversion and PTI's tuning: their loss returns NaN for sample 0
-    at its 6th differentiable evaluation (the test suite's ``_PoisonedLoss``)."""
+    at its 6th differentiable evaluation (the test suite's ``poisoned_loss``)."""
     import torch
-    from test_numerics import _PoisonedLoss
+    from test_numerics import poisoned_loss
 
     from ganinv import invert
     from ganinv.inverters.optimize import OptimizeSettings, optimize
     from ganinv.inverters.pti import PTISettings, invert_pti
-    from ganinv.losses import CombinedLoss
-
-    def poisoned(run: Any) -> Any:
-        original = CombinedLoss.forward
-        poison = _PoisonedLoss(original, 6)
-        CombinedLoss.forward = lambda self, pred, target: poison(self, pred, target)
-        try:
-            return run()
-        finally:
-            CombinedLoss.forward = original
 
     pivot = optimize(G, x, settings=OptimizeSettings(space="w", steps=10, init="mean"))
     pti = PTISettings(steps=12, stop_psnr=None, rank=2)
@@ -248,7 +238,9 @@ def _multicode_pti_divergence(G: Any, x: Any) -> list[dict[str, Any]]:
             "PTI tuning (Adam)": lambda: invert_pti(G, x, pti, pivot=pivot)}
     out = []
     for label, run in runs.items():
-        clean, bad = run(), poisoned(run)
+        clean = run()
+        with poisoned_loss(6):
+            bad = run()
         a, b = bad.metrics["psnr"][1:], clean.metrics["psnr"][1:]
         same = "bit-identical" if torch.equal(a, b) else (
             "within 1e-4 dB" if torch.allclose(a, b, atol=1e-4, rtol=0) else "NO")

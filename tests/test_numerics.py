@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -203,24 +205,29 @@ class _PoisonedLoss:
         return out
 
 
-def _with_poisoned_loss(monkeypatch, at: int, run):
+@contextlib.contextmanager
+def poisoned_loss(at: int) -> Iterator[_PoisonedLoss]:
+    """Within the block, every ``CombinedLoss`` is poisoned as :class:`_PoisonedLoss` (``at``-th call with gradient);
+    the reliability report uses it too."""
     from ganinv.losses import CombinedLoss
 
-    poison = _PoisonedLoss(CombinedLoss.forward, at)
-    monkeypatch.setattr(CombinedLoss, "forward", lambda self, pred, target: poison(self, pred, target))
+    original = CombinedLoss.forward
+    poison = _PoisonedLoss(original, at)
+    CombinedLoss.forward = lambda self, pred, target: poison(self, pred, target)
     try:
-        return run()
+        yield poison
     finally:
-        monkeypatch.undo()
+        CombinedLoss.forward = original
 
 
-def test_pti_tuning_divergence_keeps_that_images_best_delta_only(G, x, monkeypatch) -> None:
+def test_pti_tuning_divergence_keeps_that_images_best_delta_only(G, x) -> None:
     from ganinv.inverters.pti import PTISettings, invert_pti
 
     pivot = optimize(G, x, settings=OptimizeSettings(space="w", steps=10, init="mean"))
     s = PTISettings(steps=12, stop_psnr=None, rank=2)
     clean = invert_pti(G, x, s, pivot=pivot)
-    poisoned = _with_poisoned_loss(monkeypatch, 6, lambda: invert_pti(G, x, s, pivot=pivot))
+    with poisoned_loss(6):
+        poisoned = invert_pti(G, x, s, pivot=pivot)
     assert poisoned.metrics["diverged"].tolist() == [True, False, False]
     assert clean.metrics["diverged"].tolist() == [False, False, False] and clean.notes == []
     assert int(poisoned.metrics["steps"][0]) == 5 and poisoned.metrics["steps"][1:].tolist() == [12, 12]
@@ -233,9 +240,10 @@ def test_pti_tuning_divergence_keeps_that_images_best_delta_only(G, x, monkeypat
     assert len(poisoned.notes) == 1 and poisoned.notes[0].startswith("target 0: generator tuning diverged")
 
 
-def test_multicode_divergence_is_flagged_and_keeps_the_best_state(G, x, monkeypatch) -> None:
+def test_multicode_divergence_is_flagged_and_keeps_the_best_state(G, x) -> None:
     clean = invert(G, x, method="multicode", steps=10, codes=2)
-    poisoned = _with_poisoned_loss(monkeypatch, 6, lambda: invert(G, x, method="multicode", steps=10, codes=2))
+    with poisoned_loss(6):
+        poisoned = invert(G, x, method="multicode", steps=10, codes=2)
     assert poisoned.metrics["diverged"].tolist() == [True, False, False]
     assert clean.metrics["diverged"].tolist() == [False, False, False] and clean.notes == []
     assert torch.isfinite(poisoned.latent).all() and torch.isfinite(poisoned.metrics["loss"]).all()
