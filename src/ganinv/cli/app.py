@@ -23,6 +23,7 @@ for name, command in {
     "train-gan": train.train_gan,
     "train-classifier": train.train_classifier,
     "train-encoder": train.train_encoder,
+    "balance-classes": train.balance_classes,
     "eval": evaluate.evaluate,
     "invert": invert.invert,
     "invert-dataset": dataset.invert_dataset,

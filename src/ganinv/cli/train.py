@@ -1,4 +1,5 @@
-"""``ganinv train-gan``, ``ganinv train-encoder`` and ``ganinv train-classifier``: rebuild the bundled models.
+"""``ganinv train-gan``, ``ganinv train-encoder``, ``ganinv train-classifier`` and ``ganinv balance-classes``:
+rebuild the bundled models.
 
 ``train-gan`` and ``train-encoder`` also run data-parallel under ``torchrun`` (``--batch-size``
 stays the global batch; rank 0 prints and writes), e.g.
@@ -13,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from ganinv.cli.common import console, resolve_device
+from ganinv.errors import InputError
 
 
 def train_gan(
@@ -67,7 +69,6 @@ def train_gan(
     import torch
 
     from ganinv import zoo
-    from ganinv.errors import InputError
     from ganinv.train import distributed as ddp
     from ganinv.train.gan import GanTrainConfig, GanTrainer
 
@@ -110,15 +111,19 @@ def train_classifier(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs over the train split.")] = 20,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    width: Annotated[int, typer.Option(min=4, help="Channels of the first convolution (32: the evaluation "
+                                       "classifier).")] = 32,
+    feature_dim: Annotated[int, typer.Option(min=8, help="Size of the penultimate feature layer.")] = 128,
 ) -> None:
-    """Train the digit classifier used for evaluation (≥ 98% held-out accuracy)."""
+    """Train the digit classifier used for evaluation (≥ 98% held-out accuracy), or another one (e.g. the
+    auxiliary classifier of `ganinv balance-classes`: --width 16 --feature-dim 64 --seed 1 --epochs 12)."""
     import torch
 
     from ganinv.train.classifier import train_classifier as run
 
     if threads:
         torch.set_num_threads(threads)
-    meta = run(out, epochs=epochs, seed=seed)
+    meta = run(out, epochs=epochs, seed=seed, width=width, feature_dim=feature_dim)
     console.print(f"held-out accuracy {meta['heldout_accuracy']:.4f}; wrote {out}")
 
 
@@ -179,3 +184,59 @@ def train_encoder(
             best = meta.get("selected") or {}
             console.print(f"exported {export} (iteration {best.get('iteration', '?')}: " +
                           ", ".join(f"{k} {v:.2f} dB" for k, v in best.items() if k.startswith("val_psnr")) + ")")
+
+
+def balance_classes(
+    model: Annotated[str, typer.Option(help="StyleGAN2 generator to fine-tune: a bundled name or a model folder.")
+                     ] = "mnist-stylegan2",
+    classifier: Annotated[Path, typer.Option(help="Auxiliary classifier's model folder (not the evaluation "
+                                             "classifier; `ganinv train-classifier --width 16 --feature-dim 64 "
+                                             "--seed 1 --epochs 12`).")] = Path("runs/aux-classifier"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, log, curves, snapshots). "
+                                      "Rerunning with the same folder resumes.")] = Path("runs/balance"),
+    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps.")] = 100,
+    batch_size: Annotated[int, typer.Option(min=2, help="Samples per step (the class balance of a batch is "
+                                            "what is optimised, so bigger batches give a less noisy loss).")] = 256,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate of the mapping network's stored weights "
+                                      "(its lr multiplier still applies).")] = 0.02,
+    lr_decay_start: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the run after which the "
+                                                  "learning rate decays linearly to 0.")] = 0.0,
+    share_ema: Annotated[float, typer.Option(min=0.0, max=0.999, help="Momentum of the running class shares the "
+                                             "loss is weighted by (0: each batch's own shares).")] = 0.9,
+    eval_every: Annotated[int, typer.Option(min=1, help="Measure quality (10k samples) every N steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here: the evaluated "
+                                                   "snapshot closest to the train split (Fréchet distance) "
+                                                   "among those meeting the quality floor.")] = None,
+) -> None:
+    """Even out how often a StyleGAN2 draws each class by fine-tuning only its mapping network against an
+    auxiliary classifier (the synthesis network, and so the image of every w, is unchanged); resumable."""
+    import torch
+
+    from ganinv import zoo
+    from ganinv.modelfile import load_pretrained, read_config
+    from ganinv.train.class_balance import BalanceConfig, MappingBalancer
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(model)
+    if not (folder / "config.json").is_file():
+        folder = zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
+    if not (classifier / "config.json").is_file():
+        raise InputError(f"{classifier}: no classifier model folder (config.json) there; train one with "
+                         f"`ganinv train-classifier --width 16 --feature-dim 64 --seed 1 --out {classifier}`")
+    if read_config(classifier).get("kind") != "classifier":
+        raise InputError(f"{classifier} is a {read_config(classifier).get('kind')!r} model, not a classifier")
+    cfg = BalanceConfig(steps=steps, batch_size=batch_size, lr=lr, lr_decay_start=lr_decay_start,
+                        share_ema=share_ema, eval_every=eval_every, seed=seed)
+    balancer = MappingBalancer(load_pretrained(folder), load_pretrained(classifier), out, cfg, source=folder)
+    if balancer.step:
+        console.print(f"resuming {out} at step {balancer.step}")
+    balancer.train()
+    if export:
+        meta = balancer.export(export, name=export.name)
+        q, cb = meta["quality"], meta["class_balance"]
+        console.print(f"exported {export} (step {cb['selected_step']}): conf {q['confidence']:.3f}, classes "
+                      f"{min(q['coverage']):.3f}–{max(q['coverage']):.3f}, FD {q['fd_ratio']:.2f}× floor, "
+                      f"passes={q['passes']}")

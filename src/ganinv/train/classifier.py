@@ -32,8 +32,10 @@ def accuracy(model: DigitClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train_classifier(out: str | Path, epochs: int = 20, batch_size: int = 64, lr: float = 2e-3,
-                     seed: int = 0, label_smoothing: float = 0.0) -> dict:
-    """Train :class:`DigitClassifier` and save it as a ganinv model folder at ``out``.
+                     seed: int = 0, label_smoothing: float = 0.0, width: int = 32, feature_dim: int = 128) -> dict:
+    """Train :class:`DigitClassifier` (``width`` channels in its first layer, ``feature_dim`` features) and save
+    it as a ganinv model folder at ``out``. The defaults make the bundled evaluation classifier; a narrower one
+    (``width=16, feature_dim=64``) is the auxiliary classifier of :mod:`ganinv.train.class_balance`.
 
     Returns the metadata written into its config (held-out accuracy, time).
     """
@@ -41,7 +43,7 @@ def train_classifier(out: str | Path, epochs: int = 20, batch_size: int = 64, lr
     gen = torch.Generator().manual_seed(seed)
     x, y = mnist("train")
     xt, yt = mnist("test")
-    model = DigitClassifier()
+    model = DigitClassifier(width=width, feature_dim=feature_dim)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
