@@ -279,6 +279,13 @@ def test_trainer_warm_starts_from_an_exported_encoder_within_a_time_budget(tmp_p
     monkeypatch.setattr(enc_train.time, "perf_counter", lambda: float(next(clock)))  # a step "takes" 1 s
     warm.train()
     assert warm.iteration == 3  # ended by the 3-second budget, not the 1000 iterations
+    # the export says where its starting weights came from, even after resuming and overwriting that folder
+    resumed = EncoderTrainer(tmp_path / "b", tiny_config(iterations=1000, init_from=str(tmp_path / "export"),
+                                                         time_budget=3.0), generator=tiny_sg2, data=data)
+    meta = resumed.export(tmp_path / "export")
+    assert meta["warm_start"]["from"] == str(tmp_path / "export")
+    assert meta["warm_start"]["iterations"] == 2 and meta["warm_start"]["batch_size"] == first.cfg.batch_size
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["meta"]["warm_start"]["iterations"] == 2
     with pytest.raises(InputError, match="not an encoder with this run's architecture"):
         EncoderTrainer(tmp_path / "c", tiny_config(width=4, init_from=str(tmp_path / "export")),
                        generator=tiny_sg2, data=data)

