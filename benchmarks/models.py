@@ -99,7 +99,8 @@ def main() -> None:
                  "batch_size": cfg["meta"].get("batch_size"),
                  "selected_iteration": cfg["meta"].get("selected_iteration"),
                  "trained_on": cfg["meta"].get("trained_on"),
-                 "selected_by_fd_to": cfg["meta"].get("selected_by_fd_to")}
+                 "selected_by_fd_to": cfg["meta"].get("selected_by_fd_to"),
+                 "class_balance": cfg["meta"].get("class_balance")}
         if G.arch == "stylegan2":
             original = ModulatedConv2d.forward
             ModulatedConv2d.forward = grouped_forward  # type: ignore[method-assign]
@@ -157,6 +158,9 @@ def render(r: dict) -> str:
         train = (f"{m['iterations']} it × {m['batch_size']} (kept it. {m.get('selected_iteration', '?')}), "
                  f"{m['train_seconds'] / 60:.1f} min{' on GPU' if m.get('trained_on') else ''}"
                  if m.get("train_seconds") else "–")
+        if cb := m.get("class_balance"):
+            train += (f"; + class balance (mapping only) {cb['selected_step']} steps × {cb['recipe']['batch_size']}, "
+                      f"{cb['train_seconds'] / 60:.1f} min on CPU")
         lines.append(f"| `{name}` | {m['arch']} | {m['parameters'] / 1e6:.2f} M | {q['n_samples']} | "
                      f"{q['confidence']:.3f} | {min(q['coverage']):.3f} | {max(q['coverage']):.3f} | {q['fd']:.2f} | "
                      f"{q['fd_floor']:.2f} | {q['fd_ratio']:.2f} | {'yes' if q['passes'] else 'NO'} | {train} |")
@@ -166,6 +170,17 @@ def render(r: dict) -> str:
             lines += ["", f"`{name}` was trained on {m['trained_on']}; the export keeps the evaluated snapshot "
                       f"with the lowest Fréchet distance to the {to} among those meeting the confidence and "
                       "coverage floor."]
+    for name, m in r["models"].items():
+        if cb := m.get("class_balance"):
+            before = cb.get("quality_before") or {}
+            cov = before.get("coverage") or [float("nan")]
+            lines += ["", f"`{name}`'s mapping network was then fine-tuned alone (`ganinv balance-classes`, synthesis "
+                      "frozen) so that an auxiliary classifier — another network than the evaluation classifier — "
+                      "finds the classes of a batch of samples equally often; the kept step is the evaluated one "
+                      "closest to the train split. Before it: confidence "
+                      f"{before.get('confidence', float('nan')):.3f}, classes "
+                      f"{min(cov):.3f}–{max(cov):.3f}"
+                      f", FD / floor {before.get('fd_ratio', float('nan')):.2f} (see docs/training-notes.md)."]
     lines += ["", "Class coverage (fraction of samples per predicted digit):", "",
               "| model | " + " | ".join(str(c) for c in range(10)) + " |", "|---|" + "---|" * 10]
     for name, m in r["models"].items():
