@@ -35,6 +35,7 @@ from readme_section import replace_section
 
 from ganinv import invert, zoo
 from ganinv.data import heldout_subset
+from ganinv.encoders import generator_fingerprint
 from ganinv.generators.base import Generator
 from ganinv.inverters.optimize import OptimizeSettings
 from ganinv.metrics import class_preservation
@@ -57,7 +58,8 @@ def exact_recovery(name: str, n: int, seed: int = 2026) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     p = r.metrics["psnr"]
     rounds = r.metrics.get("rounds", torch.ones(n, dtype=torch.long))
-    return {"model": name, "space": space, "targets": n, "recovered_40db": float((p >= 40).float().mean()),
+    return {"model": name, "generator_fingerprint": generator_fingerprint(G), "space": space, "targets": n,
+            "recovered_40db": float((p >= 40).float().mean()),
             "retried": int((rounds > 1).sum()), "max_rounds": int(rounds.max()),
             "median_psnr": float(p.median()), "min_psnr": float(p.min()), "seconds": seconds,
             "seconds_per_image": seconds / n, "settings": RECOVERY}
@@ -193,6 +195,19 @@ def main() -> None:
     print(f"wrote {out_json}, docs/inversion.md and the README's inversion table")
 
 
+def stale_recovery_note(rows: list[dict[str, Any]]) -> str:
+    """A sentence naming the recovery rows measured on another version of a bundled model than the one shipped
+    now (their stored generator fingerprint is missing or differs), or "" when all are current."""
+    stale = [row["model"] for row in rows
+             if row.get("generator_fingerprint") != generator_fingerprint(zoo.load(row["model"]))]
+    if not stale:
+        return ""
+    names = ", ".join(f"`{m}`" for m in stale)
+    return (f" The {names} row{'s were' if len(stale) > 1 else ' was'} measured with an earlier version of "
+            "the bundled model than the one shipped now; rerun without `--skip recovery` to refresh "
+            f"{'them' if len(stale) > 1 else 'it'}.")
+
+
 def readme_table(r: dict) -> str:
     lines = []
     if "real" in r:
@@ -210,6 +225,8 @@ def readme_table(r: dict) -> str:
             lines.append(f"| `{row['model']}` | {row['space']} | {row['targets']} | {row['recovered_40db']:.1%} | "
                          f"{row['median_psnr']:.1f} | {row['min_psnr']:.1f} | {row.get('retried', '—')} | "
                          f"{row['seconds_per_image']:.2f} |")
+        if note := stale_recovery_note(r["recovery"]):
+            lines += ["", note.strip()]
     return "\n".join(lines)
 
 
