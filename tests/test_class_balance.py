@@ -142,6 +142,7 @@ def test_export_keeps_the_synthesis_and_the_discriminator(tmp_path):
     balancer.train(progress=False)
     meta = balancer.export(tmp_path / "out", name="out")
     assert meta["iterations"] == 7 and meta["class_balance"]["selected_step"] in (0, 2, 4)
+    assert meta["quality"]["n_samples"] == 10_000  # measured again: the run's evaluations used 200 samples
     assert meta["class_balance"]["quality_before"]["fd"] > 0
     G1 = load_pretrained(tmp_path / "out")
     for k, v in G0.state_dict().items():
@@ -179,3 +180,24 @@ def test_cli_errors(tmp_path):
                                  str(tmp_path / "run")])
     assert result.exit_code == 1 and "mapping network" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_export_reuses_the_chosen_evaluation_instead_of_measuring_it_again(tmp_path, monkeypatch):
+    import ganinv.train.class_balance as cb
+    from ganinv.train.quality import generator_quality
+
+    G = tiny_g32()
+    evaluator = tiny_classifier(2)
+    balancer = MappingBalancer(G, tiny_classifier(1), tmp_path / "run", cfg(steps=2, eval_samples=10_000),
+                               evaluator=evaluator)
+    balancer.train(progress=False)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the chosen step was already measured on 10,000 samples")
+
+    monkeypatch.setattr(cb, "generator_quality", not_again)
+    meta = balancer.export(tmp_path / "out", name="out")
+    monkeypatch.undo()
+    fresh = generator_quality(load_pretrained(tmp_path / "out"), evaluator, n=10_000, with_train=True).to_dict()
+    assert meta["quality"] == fresh  # the same weights, samples and seed
+    assert meta["quality"]["n_samples"] == 10_000

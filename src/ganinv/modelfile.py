@@ -221,8 +221,10 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> lis
 
 def save_pretrained(module: nn.Module, folder: str | Path, *, name: str, kind: str,
                     meta: dict[str, Any] | None = None, weights_name: str = WEIGHTS_NAME,
-                    write_config: bool = True) -> Path:
-    """Save ``module`` (which must have ``config()``) as ``folder/config.json`` + ``folder/weights_name``."""
+                    write_config: bool = True, extra_config: dict[str, Any] | None = None) -> Path:
+    """Save ``module`` (which must have ``config()``) as ``folder/config.json`` + ``folder/weights_name``;
+    ``extra_config`` adds top-level config entries (e.g. ``"discriminator"``: the config of a discriminator
+    stored beside the generator)."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     w_avg = getattr(module, "w_avg", None)
@@ -230,7 +232,8 @@ def save_pretrained(module: nn.Module, folder: str | Path, *, name: str, kind: s
         state["latent_avg"] = w_avg.detach().cpu().contiguous()
     atomic_write(folder / weights_name, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     if write_config:
-        cfg = {"format": FORMAT, "name": name, "kind": kind, "config": module.config(), "meta": meta or {}}
+        cfg = {"format": FORMAT, "name": name, "kind": kind, "config": module.config(), "meta": meta or {},
+               **(extra_config or {})}
         atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
     return folder
 

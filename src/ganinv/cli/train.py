@@ -226,8 +226,8 @@ def balance_classes(
     if not (classifier / "config.json").is_file():
         raise InputError(f"{classifier}: no classifier model folder (config.json) there; train one with "
                          f"`ganinv train-classifier --width 16 --feature-dim 64 --seed 1 --out {classifier}`")
-    if read_config(classifier).get("kind") != "classifier":
-        raise InputError(f"{classifier} is a {read_config(classifier).get('kind')!r} model, not a classifier")
+    if (kind := read_config(classifier).get("kind")) != "classifier":
+        raise InputError(f"{classifier} is a {kind!r} model, not a classifier")
     cfg = BalanceConfig(steps=steps, batch_size=batch_size, lr=lr, lr_decay_start=lr_decay_start,
                         share_ema=share_ema, eval_every=eval_every, seed=seed)
     balancer = MappingBalancer(load_pretrained(folder), load_pretrained(classifier), out, cfg, source=folder)

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from ganinv.errors import InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.modelfile import atomic_write, read_config, read_safetensors, save_pretrained
-from ganinv.train.quality import generator_quality
+from ganinv.train.quality import Quality, generator_quality, meets_sample_floor
 
 
 def marginal_kl_to_uniform(probs: Tensor) -> Tensor:
@@ -237,7 +237,7 @@ class MappingBalancer:
         evals = [r for r in self.log if "fd_train" in r and r.get("fd_train") is not None]
         if not evals:
             raise InputError("nothing evaluated yet: train first")
-        floor_ok = [r for r in evals if r["confidence"] >= 0.9 and 0.05 <= r["min_class"] and r["max_class"] <= 0.15]
+        floor_ok = [r for r in evals if meets_sample_floor(r)]
         return int(min(floor_ok or evals, key=lambda r: r["fd_train"])["step"])
 
     def export(self, folder: str | Path, name: str) -> dict[str, Any]:
@@ -248,7 +248,10 @@ class MappingBalancer:
         chosen = self.best_step()
         self.G.style.load_state_dict(read_safetensors(self._snapshot_path(chosen)))
         self.G.estimate_w_avg(10_000)
-        q = generator_quality(self.G, self.evaluator, n=10_000, with_train=True)
+        record = next(r for r in self.log if r.get("step") == chosen and "fd" in r)
+        # the chosen step's evaluation already measured these weights (same seed); 10k samples are reported
+        quality = (_quality_fields(record) if record["n_samples"] == 10_000
+                   else generator_quality(self.G, self.evaluator, n=10_000, with_train=True).to_dict())
         meta: dict[str, Any] = {}
         src_cfg: dict[str, Any] = {}
         if self.source is not None and (self.source / "config.json").is_file():
@@ -259,16 +262,15 @@ class MappingBalancer:
                                  "auxiliary_classifier": _fingerprint(self.aux),
                                  "quality_before": next((_quality_fields(r) for r in self.log if r.get("step") == 0
                                                          and "fd" in r), None)}
-        meta["quality"] = q.to_dict()
+        meta["quality"] = quality
         folder = Path(folder)
-        save_pretrained(self.G, folder, name=name, kind="generator", meta=meta)
+        extra: dict[str, Any] = {}
         if "discriminator" in src_cfg and self.source is not None:
             d_src = self.source / "discriminator.safetensors"
             if folder.resolve() != self.source.resolve():
                 atomic_write(folder / "discriminator.safetensors", lambda tmp: shutil.copyfile(d_src, tmp))
-            cfg = json.loads((folder / "config.json").read_text())
-            cfg["discriminator"] = src_cfg["discriminator"]
-            atomic_write(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+            extra["discriminator"] = src_cfg["discriminator"]
+        save_pretrained(self.G, folder, name=name, kind="generator", meta=meta, extra_config=extra)
         return meta
 
 
@@ -279,8 +281,8 @@ def _recipe(cfg: BalanceConfig) -> dict[str, Any]:
 
 
 def _quality_fields(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record[k] for k in ("confidence", "coverage", "fd", "fd_floor", "fd_ratio", "fd_train", "passes")
-            if k in record}
+    """The :meth:`Quality.to_dict` part of a logged evaluation."""
+    return {k: record[k] for k in (*Quality.__dataclass_fields__, "fd_ratio", "passes") if k in record}
 
 
 def _plot(log: list[dict[str, Any]], path: Path) -> None:

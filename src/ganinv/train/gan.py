@@ -34,7 +34,7 @@ from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
-from ganinv.train.quality import MAX_CLASS_FRACTION, MIN_CLASS_FRACTION, MIN_CONFIDENCE, Quality, generator_quality
+from ganinv.train.quality import Quality, generator_quality, meets_sample_floor
 
 #: Discriminators ``train-gan --discriminator`` can pair with either generator (32×32 digits). ``dcgan``: strided
 #: plain convs (default PyTorch parametrisation); ``residual``: StyleGAN2's residual discriminator with
@@ -448,8 +448,7 @@ class GanTrainer:
     def _selection_pool(self) -> list[dict]:
         """Evaluations with a snapshot on disk, those meeting the confidence/coverage floor if any do."""
         evals = [r for r in self.log if "fd" in r and self._snapshot_path(r["iteration"]).exists()]
-        good = [r for r in evals if r["confidence"] >= MIN_CONFIDENCE and r["min_class"] >= MIN_CLASS_FRACTION
-                and r["max_class"] <= MAX_CLASS_FRACTION]
+        good = [r for r in evals if meets_sample_floor(r)]
         return good or evals
 
     @staticmethod
@@ -576,14 +575,10 @@ class GanTrainer:
             q = generator_quality(G, classifier, n=eval_samples)
             meta["quality"] = q.to_dict()
             atomic_write(self.out / "quality.json", lambda tmp: Path(tmp).write_text(json.dumps(q.to_dict(), indent=2)))
-        kind = "generator"
-        save_pretrained(G, folder, name=name, kind=kind, meta=meta)
         save_pretrained(self.D.eval(), folder, name=name, kind="discriminator",
                         weights_name="discriminator.safetensors", write_config=False)
-        cfg_path = Path(folder) / "config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["discriminator"] = self.D.config()
-        atomic_write(cfg_path, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+        save_pretrained(G, folder, name=name, kind="generator", meta=meta,
+                        extra_config={"discriminator": self.D.config()})
         return meta
 
 

@@ -86,6 +86,13 @@ class Quality:
                 + (f"  FD to train {self.fd_train:.2f}" if self.fd_train is not None else ""))
 
 
+def meets_sample_floor(record: dict) -> bool:
+    """Whether a logged evaluation (keys ``confidence``, ``min_class``, ``max_class``) meets the confidence and
+    class-coverage part of the shipping floor — what snapshot selection filters on before ranking by distance."""
+    return (record["confidence"] >= MIN_CONFIDENCE and record["min_class"] >= MIN_CLASS_FRACTION
+            and record["max_class"] <= MAX_CLASS_FRACTION)
+
+
 _FLOOR_CACHE: dict[int, tuple[np.ndarray, float]] = {}
 _TRAIN_CACHE: dict[int, np.ndarray] = {}
 
