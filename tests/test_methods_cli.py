@@ -122,7 +122,7 @@ def test_train_encoder_cli_runs_resumes_and_exports(tmp_path):
     # a short run on the bundled DCGAN (small batch, small validation) through the real CLI
     out, export = tmp_path / "run", tmp_path / "export"
     args = ["train-encoder", "--model", "mnist-dcgan", "--out", out, "--batch-size", "4", "--val-every", "2",
-            "--width", "8", "--val-images", "20"]
+            "--width", "8", "--max-width", "24", "--w-latent", "0.02", "--val-images", "20"]
     result = run(*args, "--iterations", "2")
     assert result.exit_code == 0, result.output
     result = run(*args, "--iterations", "3", "--export", export)
@@ -131,5 +131,8 @@ def test_train_encoder_cli_runs_resumes_and_exports(tmp_path):
     cfg = json.loads((export / "config.json").read_text())
     assert cfg["kind"] == "encoder" and cfg["meta"]["generator"]["name"] == "mnist-dcgan"
     assert cfg["meta"]["iterations"] == 3
+    # the architecture and loss options reach the network and the recorded recipe
+    assert (cfg["config"]["width"], cfg["config"]["max_width"]) == (8, 24)
+    assert cfg["meta"]["recipe"]["w_latent"] == 0.02
     result = run("train-encoder", "--model", "nope", "--out", tmp_path / "n")
     assert result.exit_code == 1 and "unknown model 'nope'" in result.output

@@ -39,6 +39,10 @@ LatentDimOpt = Annotated[Optional[int], typer.Option("--latent-dim", help="Laten
 ImageShapeOpt = Annotated[Optional[str], typer.Option("--image-shape", help="C,H,W output shape for --generator.")]
 OutputRangeOpt = Annotated[Optional[str], typer.Option("--output-range", help="LO,HI native output range for "
                                                        "--generator (default -1,1).")]
+OptimizerOpt = Annotated[Optional[str], typer.Option(help="adam or lbfgs (default: adam; lbfgs for the hybrid).")]
+LbfgsPreconditionOpt = Annotated[Optional[float], typer.Option(
+    "--lbfgs-precondition", help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
+    "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")]
 
 
 def resolve_generator(model: str | None, generator: str | None = None, weights: Path | None = None,

@@ -28,7 +28,9 @@ from ganinv.cli.common import (
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
+    LbfgsPreconditionOpt,
     ModelOpt,
+    OptimizerOpt,
     OutputRangeOpt,
     WeightsOpt,
     check_optimizer_options,
@@ -81,6 +83,8 @@ def invert_dataset(
     restarts: Annotated[Optional[int], typer.Option(help="Optimisations per image; the best is kept.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Start from: auto, mean, random or best-of-N.")] = None,
     noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after.")] = None,
+    optimizer: OptimizerOpt = None,
+    lbfgs_precondition: LbfgsPreconditionOpt = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     passes: Annotated[Optional[int], typer.Option(help="Encoder passes (encoder/hybrid).")] = None,
     encoder: Annotated[Optional[str], typer.Option(help="Encoder folder or bundled name (encoder/hybrid).")
@@ -121,7 +125,7 @@ def invert_dataset(
     check_sources(sources)
     check_loss(loss)
     given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
-             "lr": lr}
+             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr}
     options = {k: v for k, v in given.items() if v is not None}
     method_options = {k: v for k, v in {"passes": passes}.items() if v is not None}
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
@@ -130,8 +134,9 @@ def invert_dataset(
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
     if method == "encoder" and options:
-        raise InputError("--method encoder runs no optimisation; drop " + ", ".join("--" + k for k in options))
-    check_optimizer_options(None, method, lr=lr)
+        raise InputError("--method encoder runs no optimisation; drop "
+                         + ", ".join("--" + k.replace("_", "-") for k in options))
+    check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
     dev = resolve_device(device)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)

@@ -30,7 +30,9 @@ from ganinv.cli.common import (
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
+    LbfgsPreconditionOpt,
     ModelOpt,
+    OptimizerOpt,
     OutputRangeOpt,
     WeightsOpt,
     check_optimizer_options,
@@ -563,10 +565,8 @@ def invert(
                                                      "random or best-of-N.")] = None,
     noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after (default: "
                                                  "the engine's).")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam or lbfgs.")] = None,
-    lbfgs_precondition: Annotated[Optional[float], typer.Option(
-        "--lbfgs-precondition", help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
-        "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")] = None,
+    optimizer: OptimizerOpt = None,
+    lbfgs_precondition: LbfgsPreconditionOpt = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     prior: Annotated[Optional[float], typer.Option(help="Weight of the latent prior (≥ 0).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop an image after this many steps without "

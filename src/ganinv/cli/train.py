@@ -144,6 +144,10 @@ def train_encoder(
                                                 "loss.")] = 0.1,
     w_delta: Annotated[float, typer.Option(min=0.0, help="Weight of e4e's delta-norm regulariser.")] = 2e-4,
     width: Annotated[int, typer.Option(min=4, help="Channels of the encoder's first level.")] = 16,
+    max_width: Annotated[int, typer.Option(min=4, help="Channel cap of the encoder's deeper levels (and of its "
+                                           "feature pyramid and style heads).")] = 96,
+    w_latent: Annotated[float, typer.Option(min=0.0, help="Weight of the latent loss on generated images (in "
+                                            "units of the space's std).")] = 0.05,
     val_every: Annotated[int, typer.Option(min=1, help="Validate on held-out digits every N steps.")] = 250,
     val_images: Annotated[int, typer.Option(min=10, max=800, help="Held-out digits used for validation "
                                             "(never the benchmark's 200).")] = 200,
@@ -171,7 +175,8 @@ def train_encoder(
     zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
     cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
-                             w_delta=w_delta, width=width, val_every=val_every, val_images=val_images,
+                             w_delta=w_delta, width=width, max_width=max_width, w_latent=w_latent,
+                             val_every=val_every, val_images=val_images,
                              seed=seed, time_budget=time_budget * 60 if time_budget else None,
                              init_from=str(init_from) if init_from else None)
     with ddp.session(resolve_device(device)) as dev:
