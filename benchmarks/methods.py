@@ -117,12 +117,17 @@ def main() -> None:
     ap.add_argument("--rate-threads", type=int, default=2, help="threads for the encoder-throughput measurement")
     ap.add_argument("--rate-only", action="store_true", help="re-measure only the encoder throughput, keeping the "
                     "rows of benchmarks/results/methods.json")
+    ap.add_argument("--render-only", action="store_true", help="rewrite docs/methods.md and the README's table "
+                    "from benchmarks/results/methods.json without measuring anything")
     ap.add_argument("--encoder-rows-only", action="store_true",
                     help="re-measure only what depends on the encoder (encoder, refinement, hybrid rows and the "
                          "encoder throughput), keeping the optimisation and PTI rows of benchmarks/results/"
                          "methods.json (for a retrained encoder of the same generator)")
     args = ap.parse_args()
     out_json = ROOT / "benchmarks" / "results" / "methods.json"
+    if args.render_only:
+        write(json.loads(out_json.read_text()), out_json)
+        return
     if args.encoder_rows_only:
         rerun_encoder_rows(json.loads(out_json.read_text()), args, out_json)
         return
@@ -246,6 +251,28 @@ def hybrid_reach_sentence(h: dict[str, Any]) -> str:
     return ""
 
 
+# the fidelity ordering REFERENCE.md reports for these families (CelebA-HQ): W < encoder < W+ < hybrid < PTI
+FIELD_ORDER = ("optimisation (W)", "encoder", "optimisation (W+)", "hybrid (encoder + optimisation)",
+               "PTI (W pivot + generator tuning)")
+
+
+def ordering_sentence(r: dict[str, Any]) -> str:
+    """Whether the field's fidelity ordering holds on these rows; the encoder family is its best row
+    (ReStyle's refinement passes are part of the method)."""
+    psnr = {row["method"]: (row["method"], row["psnr"]) for row in r["rows"]}
+    enc = [row for row in r["rows"] if row["method"].startswith("encoder")]
+    if not enc or any(m not in psnr for m in FIELD_ORDER if m != "encoder"):
+        return ""
+    best = max(enc, key=lambda row: row["psnr"])
+    psnr["encoder"] = (best["method"], best["psnr"])
+    chain = [psnr[m] for m in FIELD_ORDER]
+    broken = [(a, b) for a, b in zip(chain, chain[1:]) if not a[1] < b[1]]
+    if not broken:
+        return "The field's fidelity ordering W < encoder < W+ < hybrid < PTI holds."
+    return ("The field's fidelity ordering W < encoder < W+ < hybrid < PTI does not hold everywhere: "
+            + "; ".join(f"{a[0]} {a[1]:.2f} dB ≥ {b[0]} {b[1]:.2f} dB" for a, b in broken) + ".")
+
+
 def table(r: dict[str, Any]) -> str:
     lines = [f"| `{r['model']}`, {r['images']} held-out digits | steps | PSNR | SSIM | class kept | s / image |",
              "|---|---|---|---|---|---|"]
@@ -264,6 +291,9 @@ def table(r: dict[str, Any]) -> str:
               f"{p['delta_bytes_mean'] / 1024:.0f} KiB per image, "
               f"{p['delta_bytes_mean'] / p['generator_file_bytes']:.1%} of the generator file "
               f"({p['generator_file_bytes'] / 1024:.0f} KiB)."]
+    order = ordering_sentence(r)
+    if order:
+        lines += ["", order]
     return "\n".join(lines)
 
 

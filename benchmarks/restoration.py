@@ -126,6 +126,29 @@ def measurements_for(err: float, lasso_rows: list[dict[str, Any]]) -> float | No
     return None
 
 
+def lasso_error_at(m: float, lasso_rows: list[dict[str, Any]]) -> float | None:
+    """Lasso's error at ``m`` measurements (log-linear interpolation between measured m), or None outside them."""
+    pts = [(r["m"], r["mse"]) for r in lasso_rows]
+    for (m0, e0), (m1, e1) in zip(pts, pts[1:]):
+        if m0 <= m <= m1:
+            t = (math.log(m) - math.log(m0)) / (math.log(m1) - math.log(m0))
+            return float(math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0))))
+    return None
+
+
+def shortfall_sentence(model: str, row: dict[str, Any], ratio: float, lasso_rows: list[dict[str, Any]]) -> str:
+    """For a ratio under the 5× target: the error that would meet it, against the row's error and its
+    standard error over the digits (where Lasso's curve is flat, a small error change moves the ratio a lot)."""
+    goal = lasso_error_at(5 * row["m"], lasso_rows)
+    if goal is None:
+        return ""
+    gap = row["mse"] - goal
+    within = "within" if gap <= row["mse_sem"] else "more than"
+    return (f"`{model}` at m = {row['m']}: {ratio:.1f}×. Meeting 5× needs an error of {goal:.4f} (Lasso's at "
+            f"m = {5 * row['m']}); the GAN prior's is {row['mse']:.4f} ± {row['mse_sem']:.4f} (standard error over "
+            f"the digits), {gap:.4f} above it, {within} one standard error.")
+
+
 # ----------------------------------------------------------------------------------------------------
 # the other tasks
 # ----------------------------------------------------------------------------------------------------
@@ -226,6 +249,11 @@ def report() -> None:
                 lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
                 summary["cs"][k] = {"rows": v["rows"], "ratios": ratios,
                                     "meets_target": all(r["ratio"] >= 5 for r in ratios)}
+            short = [shortfall_sentence(k, r, q["ratio"], lasso["rows"]) for k, v in gan.items()
+                     for r, q in zip((r for r in v["rows"] if r["m"] <= 100), summary["cs"][k]["ratios"])
+                     if q["ratio"] < 5]
+            if any(short):
+                lines += [""] + [" ".join(t for t in short if t)]
             summary["cs"]["lasso-dct"] = lasso
         lines.append("")
     task_parts = {k: v for k, v in parts.items() if k.endswith("-tasks")}
