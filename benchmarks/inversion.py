@@ -131,24 +131,34 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="timing window per throughput point")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: recovery,real,throughput")
+    ap.add_argument("--recovery-models", default="mnist-dcgan,mnist-stylegan2",
+                    help="comma list of models whose exact-recovery rows are (re)measured; the other rows are kept")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
     out_json = ROOT / "benchmarks" / "results" / "inversion.json"
     results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
-    results["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "platform": platform.platform()}
-    results["defaults"] = OptimizeSettings().to_dict()
+    if not {"real", "throughput"} <= skip or "machine" not in results:  # the machine of the sections above recovery
+        results["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                              "platform": platform.platform()}
+        results["defaults"] = OptimizeSettings().to_dict()
 
     if "recovery" not in skip:
-        results["recovery"] = []
-        for name in ("mnist-dcgan", "mnist-stylegan2"):
+        names = [n for n in args.recovery_models.split(",") if n]
+        for name in names:
+            zoo.model_dir(name)  # an unknown name fails before anything runs
+        kept = {row["model"]: row for row in results.get("recovery", [])}
+        for name in names:
             r = exact_recovery(name, args.recovery_targets)
+            r["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
             print(f"recovery {name}: {r['recovered_40db']:.1%} ≥ 40 dB, median {r['median_psnr']:.1f} dB, "
                   f"{r['seconds_per_image']:.2f} s/image", flush=True)
-            results["recovery"].append(r)
-        results["recovery_machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
+            kept[name] = r
+        order = ["mnist-dcgan", "mnist-stylegan2"]
+        results["recovery"] = sorted(kept.values(), key=lambda row: (order.index(row["model"])
+                                                                     if row["model"] in order else len(order)))
 
     if "real" not in skip:
         G = zoo.load("mnist-stylegan2")
@@ -234,6 +244,22 @@ def update_readme(r: dict) -> None:
     replace_section("inversion-table", readme_table(r))
 
 
+def recovery_machines_text(r: dict) -> str:
+    """Where and when the recovery rows ran: their times compare only among rows that ran together."""
+    rows, legacy = r["recovery"], r.get("recovery_machine")
+    parts = []
+    for row in rows:
+        m = row.get("machine")
+        if m:
+            parts.append(f"`{row['model']}` with {m['cpu_threads']} thread(s) on {m['platform']}, {m['date']}")
+        elif legacy:  # rows written before each row carried its own machine record
+            parts.append(f"`{row['model']}` with {legacy['cpu_threads']} thread(s) in an earlier run")
+    if not parts:
+        return ""
+    return (f" Rows ran on shared machines ({'; '.join(parts)}): their times are not comparable with the sections "
+            "above, nor with each other where the machines differ.")
+
+
 def render(r: dict) -> str:
     m = r["machine"]
     lines = ["# Inversion benchmark", "",
@@ -258,9 +284,7 @@ def render(r: dict) -> str:
                   "Targets are the generator's own images of random latents (W for StyleGAN2, z for the DCGAN); a "
                   "target counts as recovered at PSNR ≥ 40 dB. Recipe: "
                   f"`{json.dumps(r['recovery'][0]['settings'])}`."
-                  + (f" This section ran with {r['recovery_machine']['cpu_threads']} thread(s), on a machine shared "
-                     "with other jobs: its times are not comparable with the sections above."
-                     if "recovery_machine" in r else ""), "",
+                  + recovery_machines_text(r), "",
                   readme_table({"recovery": r["recovery"]}).strip(), ""]
     if "throughput" in r:
         t = r["throughput"]

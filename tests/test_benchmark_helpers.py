@@ -55,3 +55,13 @@ def test_lasso_interpolation_round_trips_and_the_shortfall_sentence_reads_the_st
     far = restoration.shortfall_sentence("g", {"m": 10, "mse": 0.09, "mse_sem": 0.005}, 1.0, rows)
     assert "more than one standard error" in far
     assert restoration.shortfall_sentence("g", {"m": 100, "mse": 0.05, "mse_sem": 0.001}, 1.0, rows) == ""
+
+
+def test_recovery_rows_name_their_own_machines_and_older_rows_the_earlier_run():
+    import inversion
+
+    new = {"cpu_threads": 2, "torch": "t", "platform": "P", "date": "2026-11-27"}
+    r = {"recovery": [{"model": "a"}, {"model": "b", "machine": new}], "recovery_machine": {"cpu_threads": 1}}
+    text = inversion.recovery_machines_text(r)
+    assert "`a` with 1 thread(s) in an earlier run" in text and "`b` with 2 thread(s) on P, 2026-11-27" in text
+    assert inversion.recovery_machines_text({"recovery": [{"model": "a"}]}) == ""
