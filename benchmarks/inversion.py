@@ -23,6 +23,7 @@ Run: ``python benchmarks/inversion.py [--recovery-targets 256] [--baseline-image
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -121,6 +122,14 @@ def matmul_flops(seconds: float = 2.0, n: int = 1024) -> float:
     return 2 * n ** 3 * done / (time.perf_counter() - t0)
 
 
+RECOVERY_MODELS = ("mnist-dcgan", "mnist-stylegan2")  # the exact-recovery rows, in table order
+
+
+def machine_record() -> dict[str, Any]:
+    """This process's threads, torch and platform (what a section's times were measured on)."""
+    return {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recovery-targets", type=int, default=256)
@@ -131,7 +140,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="timing window per throughput point")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: recovery,real,throughput")
-    ap.add_argument("--recovery-models", default="mnist-dcgan,mnist-stylegan2",
+    ap.add_argument("--recovery-models", default=",".join(RECOVERY_MODELS),
                     help="comma list of models whose exact-recovery rows are (re)measured; the other rows are kept")
     args = ap.parse_args()
     if args.threads:
@@ -140,8 +149,7 @@ def main() -> None:
     out_json = ROOT / "benchmarks" / "results" / "inversion.json"
     results: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
     if not {"real", "throughput"} <= skip or "machine" not in results:  # the machine of the sections above recovery
-        results["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                              "platform": platform.platform()}
+        results["machine"] = machine_record()
         results["defaults"] = OptimizeSettings().to_dict()
 
     if "recovery" not in skip:
@@ -151,14 +159,13 @@ def main() -> None:
         kept = {row["model"]: row for row in results.get("recovery", [])}
         for name in names:
             r = exact_recovery(name, args.recovery_targets)
-            r["machine"] = {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                            "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
+            r["machine"] = {**machine_record(), "date": time.strftime("%Y-%m-%d")}
             print(f"recovery {name}: {r['recovered_40db']:.1%} ≥ 40 dB, median {r['median_psnr']:.1f} dB, "
                   f"{r['seconds_per_image']:.2f} s/image", flush=True)
             kept[name] = r
-        order = ["mnist-dcgan", "mnist-stylegan2"]
-        results["recovery"] = sorted(kept.values(), key=lambda row: (order.index(row["model"])
-                                                                     if row["model"] in order else len(order)))
+        results["recovery"] = sorted(kept.values(), key=lambda row: (RECOVERY_MODELS.index(row["model"])
+                                                                     if row["model"] in RECOVERY_MODELS
+                                                                     else len(RECOVERY_MODELS)))
 
     if "real" not in skip:
         G = zoo.load("mnist-stylegan2")
@@ -205,11 +212,16 @@ def main() -> None:
     print(f"wrote {out_json}, docs/inversion.md and the README's inversion table")
 
 
+@functools.cache
+def shipped_fingerprint(name: str) -> str:
+    """The fingerprint of the bundled model ``name`` as shipped now (loaded once per process)."""
+    return generator_fingerprint(zoo.load(name))
+
+
 def stale_recovery_note(rows: list[dict[str, Any]]) -> str:
     """A sentence naming the recovery rows measured on another version of a bundled model than the one shipped
     now (their stored generator fingerprint is missing or differs), or "" when all are current."""
-    stale = [row["model"] for row in rows
-             if row.get("generator_fingerprint") != generator_fingerprint(zoo.load(row["model"]))]
+    stale = [row["model"] for row in rows if row.get("generator_fingerprint") != shipped_fingerprint(row["model"])]
     if not stale:
         return ""
     names = ", ".join(f"`{m}`" for m in stale)

@@ -121,9 +121,14 @@ def measurements_for(err: float, lasso_rows: list[dict[str, Any]]) -> float | No
         return float(pts[0][0])
     for (m0, e0), (m1, e1) in zip(pts, pts[1:]):
         if e1 <= err < e0:
-            t = (math.log(e0) - math.log(err)) / (math.log(e0) - math.log(e1))
-            return float(math.exp(math.log(m0) + t * (math.log(m1) - math.log(m0))))
+            return _log_lerp(err, e0, e1, m0, m1)
     return None
+
+
+def _log_lerp(x: float, x0: float, x1: float, y0: float, y1: float) -> float:
+    """``y`` at ``x`` on the straight line through ``(x0, y0)`` and ``(x1, y1)`` in log-log coordinates."""
+    t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+    return float(math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0))))
 
 
 def lasso_error_at(m: float, lasso_rows: list[dict[str, Any]]) -> float | None:
@@ -131,8 +136,7 @@ def lasso_error_at(m: float, lasso_rows: list[dict[str, Any]]) -> float | None:
     pts = [(r["m"], r["mse"]) for r in lasso_rows]
     for (m0, e0), (m1, e1) in zip(pts, pts[1:]):
         if m0 <= m <= m1:
-            t = (math.log(m) - math.log(m0)) / (math.log(m1) - math.log(m0))
-            return float(math.exp(math.log(e0) + t * (math.log(e1) - math.log(e0))))
+            return _log_lerp(m, m0, m1, e0, e1)
     return None
 
 
@@ -249,11 +253,14 @@ def report() -> None:
                 lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
                 summary["cs"][k] = {"rows": v["rows"], "ratios": ratios,
                                     "meets_target": all(r["ratio"] >= 5 for r in ratios)}
-            short = [shortfall_sentence(k, r, q["ratio"], lasso["rows"]) for k, v in gan.items()
-                     for r, q in zip((r for r in v["rows"] if r["m"] <= 100), summary["cs"][k]["ratios"])
-                     if q["ratio"] < 5]
-            if any(short):
-                lines += [""] + [" ".join(t for t in short if t)]
+            short = []
+            for k, v in gan.items():
+                row_at = {r["m"]: r for r in v["rows"]}
+                for q in summary["cs"][k]["ratios"]:
+                    if q["ratio"] < 5 and (text := shortfall_sentence(k, row_at[q["m"]], q["ratio"], lasso["rows"])):
+                        short.append(text)
+            if short:
+                lines += ["", " ".join(short)]
             summary["cs"]["lasso-dct"] = lasso
         lines.append("")
     task_parts = {k: v for k, v in parts.items() if k.endswith("-tasks")}

@@ -151,6 +151,7 @@ def test_edit_inverts_an_image_first(model_dir, tiny_sg2, tmp_path, offline_torc
     (("--direction", "nothere.npy"), "no such direction file"),
     (("--direction", "pca:x"), "component number"),
     (("--units", "furlongs"), "--units"),
+    (("--method", "encoder", "--prior", "0.1"), "--method encoder runs no optimisation; drop --prior"),
 ])
 def test_edit_bad_inputs_are_one_clear_error(extra, message, model_dir, codes, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -101,6 +101,14 @@ def resolve_device(name: str) -> "torch.device":
     return device
 
 
+def check_encoder_options(method: str, options: dict[str, object]) -> None:
+    """Refuse optimisation options (``options``: the given ones, by engine field name) with ``--method encoder``,
+    which runs none; the message names them as flags."""
+    if method == "encoder" and options:
+        flags = ", ".join("--" + k.replace("_", "-") for k in options)
+        raise InputError(f"--method encoder runs no optimisation; drop {flags}")
+
+
 def check_optimizer_options(optimizer: str | None, method: str, *, lr: float | None = None,
                             lbfgs_precondition: float | None = None) -> None:
     """Refuse an option the optimiser in use ignores: ``--lr`` with L-BFGS (given, or the hybrid's default),

@@ -33,6 +33,7 @@ from ganinv.cli.common import (
     OptimizerOpt,
     OutputRangeOpt,
     WeightsOpt,
+    check_encoder_options,
     check_optimizer_options,
     console,
     out,
@@ -133,9 +134,7 @@ def invert_dataset(
              and method not in ok]
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
-    if method == "encoder" and options:
-        raise InputError("--method encoder runs no optimisation; drop "
-                         + ", ".join("--" + k.replace("_", "-") for k in options))
+    check_encoder_options(method, options)
     check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
     dev = resolve_device(device)
 

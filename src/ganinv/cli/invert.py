@@ -35,6 +35,7 @@ from ganinv.cli.common import (
     OptimizerOpt,
     OutputRangeOpt,
     WeightsOpt,
+    check_encoder_options,
     check_optimizer_options,
     console,
     out,
@@ -622,9 +623,7 @@ def invert(
              if value is not None and method not in ok]
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
-    if method == "encoder" and options:
-        flags = ", ".join("--" + k.replace("_", "-") for k in options)
-        raise InputError(f"--method encoder runs no optimisation; drop {flags}")
+    check_encoder_options(method, options)
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
     check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from ganinv.cli.common import console
+from ganinv.cli.common import check_encoder_options, console
 from ganinv.errors import InputError
 
 if TYPE_CHECKING:
@@ -123,8 +123,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     if method == "pti" and not allow_pti:
         raise InputError("--method pti tunes a separate generator for every image, so codes of different images "
                          "cannot be combined; use optimize, encoder or hybrid here")
-    if method == "encoder" and (steps is not None or prior is not None):
-        raise InputError("--method encoder runs no optimisation; drop --steps/--prior")
+    check_encoder_options(method, {k: v for k, v in (("steps", steps), ("prior", prior)) if v is not None})
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
     files = _expand(inputs)
