@@ -93,7 +93,8 @@ def test_batch_independence_of_the_default_method(data, tiny):
     apart = {}
     for i, chunk in enumerate([items[2:3], items[:2], items[3:]]):
         apart.update(load_bytes(proc(i + 1, chunk).shard))
-    assert together.keys() == apart.keys() and len(together) > len(items)  # latents + noise maps
+    # latents only: the default optimiser (L-BFGS) renders with the generator's stored noise maps
+    assert together.keys() == apart.keys() and len(together) == len(items)
     for key in together:
         assert torch.equal(together[key], apart[key]), key
     y, _ = load_target(files[1], 1, 16)

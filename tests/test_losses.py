@@ -329,3 +329,17 @@ def test_corrupt_backbone_is_a_checkpoint_error(empty_home):
     torch.save({"features.0.weight": torch.zeros(1)}, checkpoints / "alexnet-owt-7be5be79.pth")
     with pytest.raises(CheckpointError, match="do not match"):
         LPIPSLoss("alex")
+
+
+def test_lpips_loss_runs_at_most_256_px_and_the_metric_at_full_size(offline_home):
+    loss = LPIPSLoss("alex")
+    assert loss.max_size == 256
+    assert tuple(loss.prepare(torch.rand(1, 3, 512, 1024)).shape) == (1, 3, 256, 512)  # area, aspect kept
+    assert tuple(loss.prepare(torch.rand(1, 3, 256, 256)).shape) == (1, 3, 256, 256)
+    x = torch.rand(1, 3, 512, 512)
+    assert torch.allclose(loss.prepare(x), torch.nn.functional.avg_pool2d(x, 2) * 2 - 1, atol=1e-6)
+    full = LPIPSLoss("alex", max_size=None)
+    assert tuple(full.prepare(torch.rand(1, 3, 512, 512)).shape) == (1, 3, 512, 512)
+    from ganinv import metrics
+
+    assert metrics._lpips_model("alex").max_size is None

@@ -101,7 +101,7 @@ def test_invert_outcome_has_everything_the_tab_shows(wb, tmp_path):
     with np.load(out.files[0]) as data:
         assert data["w"].shape == (1, *wb.G.space("w+").shape)  # the field's projected_w.npz layout
     assert out.code.latent.shape == (1, *wb.G.space("w+").shape)
-    assert out.code.noise is not None and len(out.code.noise) == len(wb.G.noise_shapes)  # optimised maps kept
+    assert out.code.noise is None  # the default optimiser (L-BFGS) keeps the generator's stored noise maps
     with pytest.raises(InputError, match="steps must be between 1 and 50"):
         wb.invert(x, steps=51)
     with pytest.raises(InputError, match="method 'encoder' is not available"):

@@ -93,7 +93,7 @@ def _lpips_model(net: str) -> nn.Module:
     key = (net, str(path), path.stat().st_mtime_ns)
     if key not in _LPIPS_CACHE:
         _LPIPS_CACHE.clear()  # keep at most one backbone in memory
-        _LPIPS_CACHE[key] = LPIPSLoss(net)
+        _LPIPS_CACHE[key] = LPIPSLoss(net, max_size=None)  # evaluation: at full resolution
     return _LPIPS_CACHE[key]
 
 

@@ -39,10 +39,68 @@ LatentDimOpt = Annotated[Optional[int], typer.Option("--latent-dim", help="Laten
 ImageShapeOpt = Annotated[Optional[str], typer.Option("--image-shape", help="C,H,W output shape for --generator.")]
 OutputRangeOpt = Annotated[Optional[str], typer.Option("--output-range", help="LO,HI native output range for "
                                                        "--generator (default -1,1).")]
-OptimizerOpt = Annotated[Optional[str], typer.Option(help="adam or lbfgs (default: adam; lbfgs for the hybrid).")]
+OptimizerOpt = Annotated[Optional[str], typer.Option(
+    help="auto, adam or lbfgs (default auto: L-BFGS with the generator's stored noise maps, which measured "
+    "better on every bundled model and space; Adam when --lr, --noise joint/after, a preset or a forward "
+    "operator asks for it).")]
 LbfgsPreconditionOpt = Annotated[Optional[float], typer.Option(
     "--lbfgs-precondition", help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
     "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")]
+
+MaxMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="Memory budget of every batched pass, e.g. 8G, 8GiB, 8GB, 512M (default: 60% of the "
+    "free RAM, 80% of the free GPU memory; also GANINV_MAX_MEMORY).")]
+RetriesOpt = Annotated[Optional[int], typer.Option(
+    help="Re-run images whose loss stays above --stop-loss from fresh random starts, up to this many rounds "
+    "(needs --stop-loss).")]
+StopLossOpt = Annotated[Optional[float], typer.Option(
+    "--stop-loss", help="Stop an image as soon as its loss is at or below this value (per image).")]
+TolOpt = Annotated[Optional[float], typer.Option(
+    help="Relative improvement that counts as progress for --patience (default 1e-3).")]
+MinStepsOpt = Annotated[Optional[float], typer.Option(
+    "--min-steps", help="Fraction of --steps an image runs before --patience may stop it (default 0.25).")]
+PolishStepsOpt = Annotated[Optional[int], typer.Option(
+    "--polish-steps", help="Per-image L-BFGS iterations after the latent phase, from each image's best latent.")]
+
+
+def apply_max_memory(value: str | None) -> int | None:
+    """Set the process's memory budget from ``--max-memory`` (else ``GANINV_MAX_MEMORY``, else automatic).
+    Raises :class:`InputError` for a value that is not a size."""
+    import os
+
+    from ganinv import memory
+
+    if value is None:
+        env = os.environ.get("GANINV_MAX_MEMORY")
+        if env:
+            try:
+                return memory.set_max_memory(env)
+            except InputError as exc:
+                raise InputError(f"GANINV_MAX_MEMORY: {exc}") from None
+        return memory.set_max_memory(None)
+    try:
+        return memory.set_max_memory(value)
+    except InputError as exc:
+        raise InputError(f"--max-memory: {exc}") from None
+
+
+def engine_options(*, retries: int | None = None, stop_loss: float | None = None, tol: float | None = None,
+                   min_steps: float | None = None, polish_steps: int | None = None) -> dict[str, object]:
+    """The stopping / restart options a command passes to the engine, checked the way the CLI words them."""
+    if retries is not None and retries < 0:
+        raise InputError(f"--retries must be ≥ 0, got {retries}")
+    if retries and stop_loss is None:
+        raise InputError("--retries re-runs images whose loss stays above --stop-loss: add --stop-loss")
+    for flag, value in (("--stop-loss", stop_loss), ("--tol", tol)):
+        if value is not None and not (value > 0 and value < float("inf")):
+            raise InputError(f"{flag} must be a finite positive number, got {value}")
+    if min_steps is not None and not 0 <= min_steps <= 1:
+        raise InputError(f"--min-steps is a fraction of --steps in [0, 1], got {min_steps}")
+    if polish_steps is not None and polish_steps < 0:
+        raise InputError(f"--polish-steps must be ≥ 0, got {polish_steps}")
+    given = {"retries": retries, "stop_loss": stop_loss, "tol": tol, "min_steps": min_steps,
+             "polish_steps": polish_steps}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def resolve_generator(model: str | None, generator: str | None = None, weights: Path | None = None,
@@ -146,6 +204,15 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except GaninvError as exc:
             console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        except (MemoryError, RuntimeError) as exc:
+            from ganinv.memory import is_oom
+
+            if not is_oom(exc):
+                raise
+            console.print("[bold red]error:[/] ran out of memory ("
+                          f"{escape(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)}); set a "
+                          "smaller --max-memory or --batch-size, free memory, or use a device with more memory")
             raise typer.Exit(1) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""

@@ -29,11 +29,19 @@ from ganinv.cli.common import (
     ImageShapeOpt,
     LatentDimOpt,
     LbfgsPreconditionOpt,
+    MaxMemoryOpt,
+    MinStepsOpt,
     ModelOpt,
     OptimizerOpt,
     OutputRangeOpt,
+    PolishStepsOpt,
+    RetriesOpt,
+    StopLossOpt,
+    TolOpt,
     WeightsOpt,
+    apply_max_memory,
     check_encoder_options,
+    engine_options,
     check_optimizer_options,
     console,
     out,
@@ -99,6 +107,9 @@ def invert_dataset(
     threads: Annotated[int, typer.Option(help="torch CPU threads per worker (latents are bit-identical across "
                                          "backends and resumes at equal threads and device).")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    max_memory: MaxMemoryOpt = None,
+    retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
+    polish_steps: PolishStepsOpt = None,
     save_images: Annotated[bool, typer.Option("--save-images", help="Also write reconstructions to DIR/images/.")
                            ] = False,
 ) -> None:
@@ -126,7 +137,9 @@ def invert_dataset(
     check_sources(sources)
     check_loss(loss)
     given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
-             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr}
+             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr,
+             **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
+                              polish_steps=polish_steps)}
     options = {k: v for k, v in given.items() if v is not None}
     method_options = {k: v for k, v in {"passes": passes}.items() if v is not None}
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
@@ -136,6 +149,7 @@ def invert_dataset(
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
     check_encoder_options(method, options)
     check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
+    budget = apply_max_memory(max_memory)
     dev = resolve_device(device)
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
@@ -177,7 +191,8 @@ def invert_dataset(
     try:
         stats = run_dataset(sources, out_dir, source, job, generator_name=name, backend=backend,
                             batch_size=batch_size, workers=workers, ray_address=ray_address, device=str(dev),
-                            threads=threads, on_start=on_start, on_image=on_image, on_batch=on_batch)
+                            threads=threads, on_start=on_start, on_image=on_image, on_batch=on_batch,
+                            max_memory=budget)
     finally:
         progress.stop()
 

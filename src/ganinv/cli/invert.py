@@ -31,11 +31,19 @@ from ganinv.cli.common import (
     ImageShapeOpt,
     LatentDimOpt,
     LbfgsPreconditionOpt,
+    MaxMemoryOpt,
+    MinStepsOpt,
     ModelOpt,
     OptimizerOpt,
     OutputRangeOpt,
+    PolishStepsOpt,
+    RetriesOpt,
+    StopLossOpt,
+    TolOpt,
     WeightsOpt,
+    apply_max_memory,
     check_encoder_options,
+    engine_options,
     check_optimizer_options,
     console,
     out,
@@ -227,7 +235,8 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
     """The effective settings the engine will use (its defaults, then ``preset``, then ``options``), checked
     early for the mistakes a user makes most (unknown preset, a space or noise maps the generator lacks)."""
     from ganinv.inverters import METHODS
-    from ganinv.inverters.optimize import PRESETS, OptimizeSettings, auto_batch_size
+    from ganinv.inverters.optimize import PRESETS, OptimizeSettings, auto_batch_size, resolve_noise, \
+        resolve_optimizer
 
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
@@ -280,11 +289,17 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
             raise InputError(f"--{name} must be ≥ 1, got {getattr(s, name)}")
     if s.batch_size is not None and s.batch_size < 1:
         raise InputError(f"--batch-size must be ≥ 1, got {s.batch_size}")
+    s = replace(s, optimizer=resolve_optimizer(s))
+    if s.optimizer == "lbfgs" and s.noise == "joint" and G.noise_shapes and s.noise_reg > 0:
+        resolve_noise(G, s.noise, s.optimizer, s.noise_reg)  # refused with its reason, before anything runs
+    if s.noise == "auto":
+        s = replace(s, noise=resolve_noise(G, s.noise, s.optimizer, s.noise_reg))
     noise_steps = 0
     if s.noise == "after":
         noise_steps = s.noise_steps if s.noise_steps is not None else s.steps // 2
     rows = n_images * s.restarts
-    chunk = s.batch_size or auto_batch_size(G, rows)
+    noise_grad = s.noise in ("joint", "after")
+    chunk = s.batch_size or auto_batch_size(G, rows, space=space, noise_grad=noise_grad)
     extra = int(getattr(s, "polish_steps", 0) or 0) + noise_steps + tune_steps  # phases after the latent one
     return _Plan(steps=s.steps, extra_steps=extra, restarts=s.restarts, chunks=math.ceil(rows / chunk))
 
@@ -331,7 +346,10 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one).
     """
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from ganinv.memory import human_bytes, in_use
 
     from ganinv import metrics as M
     from ganinv.inverters import invert
@@ -366,8 +384,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
 
     # the bar starts with the first step, so an option the engine refuses leaves no empty bar behind
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console)
-    task = progress.add_task(base_desc, total=total, loss="–", start=False)
+                        TextColumn("loss {task.fields[loss]} · {task.fields[rows]} rows · {task.fields[mem]}"),
+                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console)
+    task = progress.add_task(base_desc, total=total, loss="–", rows="–", mem="–", start=False)
     try:
         def callback(step: int, state: Any) -> None:
             nonlocal chunk_no, total, per_chunk, phase_name, phase_start, phase_len, started
@@ -388,7 +407,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                 progress.update(task, total=total)
             desc = base_desc + (f" · chunk {chunk_no}/{plan.chunks}" if plan.chunks > 1 else "") + \
                 (f" · {state.phase}" if state.phase != "latent" else "")
-            progress.update(task, completed=done, description=desc, loss=f"{float(state.loss.mean()):.4g}")
+            active = int(state.active.sum()) if state.active is not None else int(state.loss.shape[0])
+            progress.update(task, completed=done, description=desc, loss=f"{float(state.loss.mean()):.4g}",
+                            rows=str(active), mem=human_bytes(in_use(G.device)))
             if canvas is not None:
                 every = max(1, state.total_steps // VIDEO_FRAMES)
                 if step % every == 0 or step == state.total_steps - 1:
@@ -575,7 +596,10 @@ def invert(
     preset: Annotated[Optional[str], typer.Option(help="Reference schedule: nvidia or rosinality (explicit "
                                                   "options override it).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rows per optimisation batch "
-                                                      "(default: automatic).")] = None,
+                                                      "(default: as many as fit in --max-memory).")] = None,
+    max_memory: MaxMemoryOpt = None,
+    retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
+    polish_steps: PolishStepsOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same result).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
@@ -604,11 +628,14 @@ def invert(
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
     loss_terms = check_loss(loss)
+    apply_max_memory(max_memory)
     dev = resolve_device(device)
 
     given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
              "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr, "prior": prior,
              "patience": patience, "batch_size": batch_size,
+             **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
+                              polish_steps=polish_steps),
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},

@@ -29,9 +29,11 @@ from ganinv.cli.common import (
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
+    MaxMemoryOpt,
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
+    apply_max_memory,
     console,
     out,
     resolve_device,
@@ -180,12 +182,14 @@ def restore(
                         ] = True,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Restore degraded images (inpainting, super-resolution, deblurring, denoising, colorization, compressed
     sensing, phase retrieval) with the generator as the prior."""
     import numpy as np
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
 
     from ganinv import metrics as M
     from ganinv.cli.invert import check_out_dir, load_targets, unique_stems
@@ -195,6 +199,7 @@ def restore(
     from ganinv.restore import restore as run_restore
 
     check_out_dir(out_dir)
+    apply_max_memory(max_memory)
     if task_name not in TASK_NAMES:
         raise InputError(f"unknown task {task_name!r}; available: {', '.join(TASK_NAMES)}")
     if method not in ("optimize", "multicode"):
@@ -270,7 +275,8 @@ def restore(
     n_steps = options.get("steps", 500)
     total = K * n_steps
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console)
+                        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("eta"),
+                        TimeRemainingColumn(), console=console)
     bar = progress.add_task(f"{task.describe()} · {B} input{'s' if B != 1 else ''} · {method}", total=total,
                             loss="–")
     done = 0

@@ -13,9 +13,11 @@ from ganinv.cli.common import (
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
+    MaxMemoryOpt,
     ModelOpt,
     OutputRangeOpt,
     WeightsOpt,
+    apply_max_memory,
     console,
     resolve_device,
     resolve_generator,
@@ -44,6 +46,7 @@ def serve(
                        ] = True,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Serve the web app: Invert, Restore and Edit tabs in the browser (gradio)."""
     folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ganinv-web-"))
@@ -55,11 +58,16 @@ def serve(
 
     from ganinv.web.backend import Limits, Workbench
 
+    budget = apply_max_memory(max_memory)
     if threads:
         torch.set_num_threads(threads)
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     from ganinv.web.app import launch  # gradio: only once the model is known to load
     G = G.to(resolve_device(device))
+    if concurrency > 1:  # jobs that run at once share the budget (each would otherwise plan with all of it)
+        from ganinv import memory
+
+        memory.set_max_memory((budget or memory.budget(G.device)) // concurrency)
     wb = Workbench(G, name, folder, Limits(max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_steps=max_steps))
     if warm_up:
         wb.warm_up()

@@ -31,8 +31,9 @@ class RayInverter:
     """The callable class given to ``map_batches``: one per actor; builds its :class:`BatchProcessor` (and so
     loads the generator) once, then turns batches of spec rows into encoded :class:`BatchOutput` columns."""
 
-    def __init__(self, generator: GeneratorSource, job: dict[str, Any], device: str, threads: int | None) -> None:
-        self.processor = BatchProcessor(generator, DatasetJob(**job), device, threads)
+    def __init__(self, generator: GeneratorSource, job: dict[str, Any], device: str, threads: int | None,
+                 max_memory: int | None = None) -> None:
+        self.processor = BatchProcessor(generator, DatasetJob(**job), device, threads, max_memory)
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"batch_id": [], "rows": [], "shard": [], "images": []}
@@ -74,7 +75,7 @@ def _init(ray: Any, address: str | None, workers: int, threads: int | None, gpus
 
 def run_ray(items: Iterable[Item], store: DatasetStore, generator: GeneratorSource, job: DatasetJob, *,
             batch_size: int, workers: int, address: str | None = None, device: str = "cpu",
-            threads: int | None = 1, on_batch: BatchHook | None = None) -> None:
+            threads: int | None = 1, on_batch: BatchHook | None = None, max_memory: int | None = None) -> None:
     """Invert ``items`` with a pool of ``workers`` Ray actors; the driver commits each batch as it completes.
 
     Args:
@@ -90,6 +91,7 @@ def run_ray(items: Iterable[Item], store: DatasetStore, generator: GeneratorSour
         device: each actor's device (``cuda`` asks Ray for one GPU per actor).
         threads: torch threads per actor (and CPUs Ray reserves for it).
         on_batch: called with the manifest rows of each committed batch.
+        max_memory: each actor's memory budget in bytes (None: a share of its machine's free memory).
     """
     ray = _import_ray()
     specs: list[dict[str, Any]] = []
@@ -113,7 +115,7 @@ def run_ray(items: Iterable[Item], store: DatasetStore, generator: GeneratorSour
             resources["num_gpus"] = 1
         ds = ds.map_batches(RayInverter, batch_size=1, batch_format="numpy",
                             fn_constructor_kwargs={"generator": generator, "job": job.to_dict(), "device": device,
-                                                   "threads": threads},
+                                                   "threads": threads, "max_memory": max_memory},
                             compute=ray.data.ActorPoolStrategy(size=workers), **resources)
         for record in ds.iter_rows():
             rows = store.commit(decode_batch(record))

@@ -130,12 +130,18 @@ class BatchProcessor:
         job: what to compute.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         threads: torch CPU threads to use while processing (None: leave torch's setting).
+        max_memory: memory budget in bytes of every batched pass in this process (None: leave it — automatic
+            unless set; see :mod:`ganinv.memory`).
     """
 
     def __init__(self, generator: GeneratorSource, job: DatasetJob, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, max_memory: int | None = None) -> None:
         import torch
 
+        if max_memory is not None:
+            from ganinv import memory
+
+            memory.set_max_memory(max_memory)
         self.job = job
         self.threads = threads
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -292,7 +298,7 @@ def run_dataset(sources: Sequence[str | Path], out_dir: str | Path, generator: G
                 batch_size: int = 16, workers: int = 1, ray_address: str | None = None, device: str = "cpu",
                 threads: int | None = 1, on_start: Callable[[int, int], None] | None = None,
                 on_image: Callable[[dict[str, Any]], None] | None = None,
-                on_batch: BatchHook | None = None) -> RunStats:
+                on_batch: BatchHook | None = None, max_memory: int | None = None) -> RunStats:
     """Invert every image of ``sources`` into ``out_dir`` (resumable; see :mod:`ganinv.dataset.store`).
 
     Args:
@@ -312,6 +318,9 @@ def run_dataset(sources: Sequence[str | Path], out_dir: str | Path, generator: G
         on_start: ``on_start(found, to_do)`` once the sources are counted.
         on_image: called with each image's manifest row (local backend; Ray reports per batch).
         on_batch: called with the manifest rows of each committed batch.
+        max_memory: memory budget (bytes) of each worker's batched passes. None: this process's budget
+            (``--max-memory`` or automatic); a local Ray pool splits it between its ``workers`` actors, which
+            share the machine, and actors on a cluster (``ray_address``) take a share of their own machine's.
     Returns:
         :class:`RunStats`; ``DIR/manifest.parquet`` holds one row per image of all runs so far.
     """
@@ -328,11 +337,21 @@ def run_dataset(sources: Sequence[str | Path], out_dir: str | Path, generator: G
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be ≥ 1, got {threads}")
     check_sources(sources)
-    processor = BatchProcessor(generator, job, device, threads) if backend == "local" else None
+    actor_memory = max_memory
+    if backend == "ray" and max_memory is None and ray_address is None:
+        import torch
+
+        from ganinv import memory
+
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+        share = memory.budget(dev)
+        actor_memory = share // workers if dev.type == "cpu" else share  # one GPU per actor: its own memory
+    processor = BatchProcessor(generator, job, device, threads, max_memory) if backend == "local" else None
     G = processor.G if processor is not None else _load(generator)
     settings = {"generator": generator_settings(G, generator_name), "job": job.to_dict()}
     execution = {"backend": backend, "batch_size": batch_size, "workers": workers, "ray_address": ray_address,
-                 "device": device, "threads": threads}
+                 "device": device, "threads": threads, "max_memory": actor_memory}
     stats = RunStats(out_dir=str(out_dir))
     with DatasetStore(out_dir, settings, execution) as store:
         done = store.done_keys()
@@ -365,7 +384,8 @@ def run_dataset(sources: Sequence[str | Path], out_dir: str | Path, generator: G
                     from ganinv.dataset.ray_backend import run_ray
 
                     run_ray(pending, store, generator, job, batch_size=batch_size, workers=workers,
-                            address=ray_address, device=device, threads=threads, on_batch=count)
+                            address=ray_address, device=device, threads=threads, on_batch=count,
+                            max_memory=actor_memory)
         finally:
             stats.seconds = time.perf_counter() - t0
         table = store.compact()

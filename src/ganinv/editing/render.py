@@ -14,19 +14,29 @@ from ganinv.generators.base import Generator
 
 @torch.no_grad()
 def render(G: Generator, codes: Tensor, space: str, noise: list[Tensor] | None = None,
-           batch_size: int = 256) -> Tensor:
+           batch_size: int | None = None) -> Tensor:
     """Render codes ``[N, *shape]`` of ``space`` → images ``[N, C, H, W]`` in [0, 1] (on the CPU).
 
     ``noise``: per-layer maps ``[1 or N, 1, H_i, W_i]`` (None: the generator's stored maps).
+    ``batch_size``: codes per forward pass (None: as many as fit in the memory budget, at most 256); a chunk
+    whose allocation fails is halved (:mod:`ganinv.memory`).
     """
-    out = []
-    for start in range(0, codes.shape[0], batch_size):
-        chunk = codes[start:start + batch_size].to(G.device)
+    from ganinv.memory import describe, render_cost, rows_that_fit, run_halving
+
+    n = codes.shape[0]
+    what = f"rendering {n} codes on the {describe(G)}"
+    if batch_size is None:
+        cost = render_cost(G, space)  # with gradients: bounds a no-grad rendering
+        batch_size = rows_that_fit(G, n, cost, cap=256, what=what)
+
+    def one(start: int, stop: int) -> Tensor:
+        chunk = codes[start:stop].to(G.device)
         nz = None
         if noise is not None:
-            nz = [n.to(G.device) if n.shape[0] == 1 else n[start:start + batch_size].to(G.device) for n in noise]
-        out.append(G.to_display(G.synthesize(chunk, space, nz)).cpu())
-    return torch.cat(out)
+            nz = [m.to(G.device) if m.shape[0] == 1 else m[start:stop].to(G.device) for m in noise]
+        return G.to_display(G.synthesize(chunk, space, nz)).cpu()
+
+    return torch.cat(run_halving(one, n, batch_size, device=G.device, what=what))
 
 
 def direction_grid(G: Generator, code: Tensor, space: str, directions: Sequence[Direction],

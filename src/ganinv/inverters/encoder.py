@@ -65,8 +65,16 @@ def encode(G: Generator, target: Tensor, encoder: nn.Module | str | Path | None 
     space = encoder_space(G)
     lo, hi = G.output_range
     start_img = render_start(enc, G, space)
-    lats, imgs, per_pass = [], [], []
-    for chunk in y.split(batch_size or 256):
+    from ganinv.memory import RowCost, describe, render_cost, rows_that_fit, run_halving
+
+    what = f"encoding with the {describe(G)}"
+    if batch_size is None:  # a row: the encoder's pass and a rendering (the with-grad cost bounds both)
+        cost = render_cost(G, space)
+        batch_size = rows_that_fit(G, y.shape[0], RowCost(2 * cost.per_row, cost.fixed, cost.how), cap=256,
+                                   what=what)
+
+    def one(start: int, stop: int) -> tuple[Tensor, Tensor, list[Tensor]]:
+        chunk = y[start:stop]
         cur_lat = enc.start_latent.expand(chunk.shape[0], *enc.start_latent.shape)
         cur_img = start_img.expand(chunk.shape[0], *start_img.shape[1:])
         seen = []
@@ -75,9 +83,12 @@ def encode(G: Generator, target: Tensor, encoder: nn.Module | str | Path | None 
             cur_img = (G._native(cur_lat, space, None) - lo) / (hi - lo)
             if keep_passes:
                 seen.append(cur_img)
-        lats.append(cur_lat)
-        imgs.append(cur_img)
-        per_pass.append(seen)
+        return cur_lat, cur_img, seen
+
+    parts = run_halving(one, y.shape[0], batch_size, device=G.device, what=what)
+    lats = [p[0] for p in parts]
+    imgs = [p[1] for p in parts]
+    per_pass = [p[2] for p in parts]
     merged = [torch.cat([s[p] for s in per_pass]) for p in range(passes)] if keep_passes else []
     return torch.cat(lats), torch.cat(imgs), merged
 

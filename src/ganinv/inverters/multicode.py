@@ -34,6 +34,7 @@ from ganinv.inverters.optimize import (_check_target, _FrozenGenerator, _operato
 from ganinv.losses import CombinedLoss
 from ganinv.losses.pixel import mse
 from ganinv.losses.priors import PRIORS, latent_prior
+from ganinv.memory import RowCost, describe, render_cost, rows_that_fit, run_halving
 
 Callback = Callable[[int, InversionState], None]
 
@@ -150,16 +151,29 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
                 torch.randn((n_cand, *shape), generator=gen).to(dev)
             pool = G.convert(z, "z", space) if "z" in G.latent_spaces else z
             lo, hi = G.output_range
-            imgs = torch.cat([(G._native(c, space, None) - lo) / (hi - lo) for c in pool.split(256)])
-            pred = op(imgs)
-            scores = torch.stack([loss_fn(pred, y[b:b + 1].expand_as(pred)) for b in range(B)])  # [B, n_cand]
+            scores = torch.empty(B, pool.shape[0], device=dev)
+            cost = render_cost(G, space)  # with gradients: bounds a no-grad rendering
+            what = f"scoring {pool.shape[0]} candidate codes on the {describe(G)}"
+
+            def score(start: int, stop: int) -> None:  # rendered once for all targets, then let go
+                pred = op((G._native(pool[start:stop], space, None) - lo) / (hi - lo))
+                for b in range(B):
+                    scores[b, start:stop] = loss_fn(pred, y[b:b + 1].expand_as(pred))
+
+            run_halving(score, pool.shape[0], rows_that_fit(G, pool.shape[0], cost, cap=256, what=what),
+                        device=dev, what=what, per_row=cost.bytes_for(1))
             order = scores.argsort(dim=1)[:, :N]
-        chunk = s.batch_size or max(1, 256 // N)
-        outs: list[dict[str, Any]] = []
-        for start in range(0, B, chunk):
-            sl = slice(start, min(B, start + chunk))
-            outs.append(_optimise(G, y[sl], pool[order[sl]], s, layer, space, loss_fn, op, stats, callback,
-                                  start))
+        # a target's row renders its N codes' heads and the composed tail: about N renderings with gradients
+        per_target = RowCost(per_row=cost.per_row * (N + 1), fixed=cost.fixed, how=cost.how)
+        what = f"one multi-code step ({N} codes) of the {describe(G)}"
+        chunk = s.batch_size or rows_that_fit(G, B, per_target, cap=max(1, 256 // N), what=what)
+        outs: list[dict[str, Any]] = run_halving(
+            lambda start, stop: _optimise(G, y[start:stop], pool[order[start:stop]], s, layer, space, loss_fn, op,
+                                          stats, callback, start),
+            B, chunk, device=dev, what=what, per_row=per_target.bytes_for(1))
+        starts = [0]
+        for o in outs[:-1]:
+            starts.append(starts[-1] + o["codes"].shape[0])
         codes = torch.cat([o["codes"] for o in outs])
         importance = [torch.cat([o["importance"][i] for o in outs]) for i in range(len(outs[0]["importance"]))]
         tail = torch.cat([o["tail"] for o in outs]) if outs[0]["tail"] is not None else None
@@ -167,7 +181,7 @@ def invert_multicode(G: Generator, target: Tensor, physics: Any = None, settings
         diverged = torch.cat([o["diverged"] for o in outs])
         hist_len = max(len(o["history"]) for o in outs)
         history = [[math.nan] * B for _ in range(hist_len)]
-        for o, start in zip(outs, range(0, B, chunk)):
+        for o, start in zip(outs, starts):
             for t, row in enumerate(o["history"]):
                 history[t][start:start + len(row)] = row
         with torch.no_grad():

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ganinv.errors import CheckpointError, InputError
 from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult
+from ganinv.memory import RowCost, describe, render_cost, rows_that_fit, run_halving
 
 _U, _V, _FULL = ".lora_u", ".lora_v", ".delta"
 
@@ -235,11 +236,21 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
             return (img - lo) / (hi - lo)
 
         batched = vmap(render_one)
-        chunk = s.batch_size or 32
+        # one row: the rendering with gradients, plus its own materialised weights and their gradients (and,
+        # for full-rank deltas, the delta and Adam's two moments)
+        what = f"one PTI tuning step of the {describe(G)}"
+        pbytes = sum(v.numel() * v.element_size() for v in base.values())
+        render = render_cost(G, space)
+        cost = RowCost(per_row=render.per_row + pbytes * (2 if s.rank else 5), fixed=render.fixed, how=render.how)
+        chunk = s.batch_size or rows_that_fit(G, B, cost, cap=32, what=what)
         hist_rows: list[list[list[float]]] = []
-        for start in range(0, B, chunk):
-            sl = slice(start, min(B, start + chunk))
+
+        def tune(start: int, stop: int) -> None:
+            """Tune the generator for targets [start, stop) side by side (one delta each)."""
+            sl = slice(start, stop)
             n = sl.stop - sl.start
+            steps_run[sl] = 0
+            diverged_at[sl] = -1
             yc, lat = y[sl], pivot.latent[sl].detach()
             adapters = {k: v.requires_grad_(True) for k, v in _init_adapters(base, n, s.rank, gen).items()}
             best = {k: v.detach().clone() for k, v in adapters.items()}
@@ -290,6 +301,8 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
             hist_rows.append(chunk_hist)
             for i in range(n):
                 deltas.append({k.removeprefix("G."): v[i].detach().clone() for k, v in best.items()})
+
+        run_halving(tune, B, chunk, device=G.device, what=what, per_row=cost.bytes_for(1))
         length = max((len(h) for h in hist_rows), default=0)
         for step in range(length):
             history["loss"].append([v for h in hist_rows for v in (h[min(step, len(h) - 1)] if h else [])])
