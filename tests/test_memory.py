@@ -290,3 +290,28 @@ def test_cli_reaches_the_engines_stopping_and_restart_options(digits, tmp_path):
                                                             "L-BFGS cannot optimise noise maps jointly")):
         r = invoke("invert", digits, "-o", tmp_path / "bad", "--steps", "2", *bad)
         assert r.exit_code == 1 and why in r.output, (bad, r.output)
+
+
+# ----- convergence stopping and automatic restarts ----------------------------------------------------------
+def test_rows_far_behind_their_batch_mates_are_rerun_once_and_the_others_untouched(tiny_sg2):
+    G = tiny_sg2
+    y = G.synthesize(G.sample_latent(3, "w+", seed=2), "w+").detach()
+    board = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2).float().expand(1, 1, 16, 16)
+    y = torch.cat([y, board])  # a pixel checkerboard: far out of this generator's range
+    s = dict(steps=20, init="mean", space="w+", seed=1)
+    off = optimize(G, y, settings=OptimizeSettings(**s, lagging=None))
+    on = optimize(G, y, settings=OptimizeSettings(**s))
+    assert on.metrics["rounds"].tolist() == [1, 1, 1, 2]
+    assert torch.equal(on.latent[:3], off.latent[:3])
+    assert float(on.metrics["loss"][3]) <= float(off.metrics["loss"][3])
+    assert int(on.metrics["steps"][3]) > int(off.metrics["steps"][3])
+    with pytest.raises(InputError, match="lagging must be"):
+        optimize(G, y, settings=OptimizeSettings(**s, lagging=0.5))
+
+
+def test_patience_is_automatic_and_resolved_from_the_steps(tiny_sg2):
+    y = tiny_sg2.synthesize(tiny_sg2.sample_latent(1, "w+", seed=1), "w+").detach()
+    r = optimize(tiny_sg2, y, settings=OptimizeSettings(steps=300, init="mean", space="w", optimizer="adam",
+                                                        lr=1e-9))  # a learning rate that cannot make progress
+    assert r.settings["patience"] == 60
+    assert int(r.metrics["steps"][0]) < 300  # the row stopped on its own once its loss stopped moving

@@ -124,7 +124,7 @@ class _Poison:
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_divergence_falls_back_to_the_best_iterate_of_that_sample_only(G, x, optimizer: str) -> None:
-    s = OptimizeSettings(steps=30, init="mean", optimizer=optimizer)
+    s = OptimizeSettings(steps=30, init="mean", optimizer=optimizer, lagging=None)  # no automatic rerun
     clean = optimize(G, x, settings=s)
     poisoned = optimize(G, x, settings=s, extra_terms={"poison": _Poison(at_call=12)})
     assert poisoned.metrics["diverged"].tolist() == [True, False, False]

@@ -94,13 +94,19 @@ class OptimizeSettings:
             cost fidelity at every step budget we tried (docs/inversion.md).
         tol, patience: per-sample early stopping: a row stops once its best objective has not
             improved by a relative ``tol`` for ``patience`` steps (None: never), but not before
-            ``min_steps`` (a fraction of ``steps``).
+            ``min_steps`` (a fraction of ``steps``). ``"auto"`` (the default): ``max(20, steps // 5)`` —
+            the loss's own progress decides, so a converged or stuck row leaves the batch and the others
+            run faster.
         stop_loss: per-sample tolerance: a target stops (all its restarts) as soon as one of its rows
             has a best objective ≤ this value.
         retries: adaptive restarts: after the run, targets whose best objective is still above
             ``stop_loss`` are run again from fresh random starts — ``restarts · 2^r`` of them in round
             ``r`` — up to this many times; a target keeps its best over all rounds (``metrics["rounds"]``,
             ``metrics["restart"]`` counts rows over all rounds).
+        lagging: automatic restarts: after the run (and any ``retries``), a target whose best objective is
+            more than this many times the median of its batch's (with at least 3 targets) is run once more from
+            ``2 · restarts`` fresh random starts and keeps the better result (None: off). 10× the median is a
+            PSNR 10 dB below it: a poor local minimum, not a harder image.
         batch_size: rows per optimisation batch (None: automatic, see :func:`auto_batch_size`).
         compile: run the generator through ``torch.compile`` (fixed batch shapes; stopped rows are
             masked instead of dropped).
@@ -130,9 +136,10 @@ class OptimizeSettings:
     latent_noise: float = 0.0
     latent_noise_ramp: float = 0.75
     tol: float = 1e-3
-    patience: int | None = None
+    patience: int | str | None = "auto"
     stop_loss: float | None = None
     retries: int = 0
+    lagging: float | None = 10.0
     min_steps: float = 0.25
     batch_size: int | None = None
     compile: bool = False
@@ -404,6 +411,12 @@ def _validate(G: Generator, s: OptimizeSettings, physics_given: bool = False) ->
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
+    if s.patience == "auto":
+        s = replace(s, patience=max(20, s.steps // 5) if isinstance(s.steps, int) else None)
+    if s.lagging is not None and not (isinstance(s.lagging, int | float) and math.isfinite(s.lagging)
+                                      and s.lagging > 1):
+        raise InputError(f"lagging must be a finite number > 1 (a multiple of the batch's median loss), got "
+                         f"{s.lagging!r}")
     if s.retries and s.stop_loss is None:
         raise InputError("retries need stop_loss: a target is retried while its loss is above it")
     for name in ("noise_steps", "polish_steps", "patience", "retries"):
@@ -805,28 +818,27 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
         init = _initial_latents(G, y, s, render, score, stats, gen)
         best = solve(y, init, int(s.seed), s)
         rounds = torch.ones(B, dtype=torch.long, device=best["loss"].device)
-        for retry in range(1, s.retries + 1):
-            assert s.stop_loss is not None
-            todo = (~(best["loss"] <= s.stop_loss)).nonzero().squeeze(1)  # NaN counts as not reached
-            if todo.numel() == 0:
-                break
-            # fresh, diverse starts for the targets still above the tolerance: random latents, twice as
-            # many each round (best-of-N candidates tend to share the basin the first round was stuck in)
-            s_retry = replace(s, init="random", restarts=K * 2 ** retry)
-            sub = solve(y[todo], _initial_latents(G, y[todo], s_retry, render, score, stats, gen),
-                        int(s.seed) + 7919 * retry, s_retry)
+        rows_before = K  # rows per target run so far (restart numbering continues over rounds)
+
+        def rerun(todo: Tensor, restarts: int, seed: int) -> None:
+            """Run targets ``todo`` again from ``restarts`` fresh random starts each; keep the better result."""
+            nonlocal rows_before
+            # random latents: best-of-N candidates tend to share the basin the first round was stuck in
+            s_retry = replace(s, init="random", restarts=restarts)
+            sub = solve(y[todo], _initial_latents(G, y[todo], s_retry, render, score, stats, gen), seed, s_retry)
             rounds[todo] += 1
             take = _finite_or_inf(sub["loss"]) < _finite_or_inf(best["loss"][todo])
             better = todo[take]
             best["steps"][todo] += sub["steps"]
             best["loss"][better] = sub["loss"][take]
             best["latent"][better] = sub["latent"][take]
-            best["restart"][better] = sub["restart"][take] + K * (2 ** retry - 1)
+            best["restart"][better] = sub["restart"][take] + rows_before
             best["diverged"][better] = sub["diverged"][take]
+            rows_before += restarts
             if best["noise"] is not None:
                 for m, m_new in zip(best["noise"], sub["noise"]):
                     m[better] = m_new[take]
-            # curves: the retried targets' new run is appended after the old one
+            # curves: the rerun targets' new run is appended after the old one
             new_len = best["length"] + sub["length"]
             for key in set(best["history"]) | set(sub["history"]):
                 old = best["history"].get(key)
@@ -838,12 +850,29 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
                     ext[:, todo] = sub["history"][key].to(ext.device)
                 best["history"][key] = torch.cat([old, ext])
             best["length"] = new_len
+
+        for retry in range(1, s.retries + 1):
+            assert s.stop_loss is not None
+            todo = (~(best["loss"] <= s.stop_loss)).nonzero().squeeze(1)  # NaN counts as not reached
+            if todo.numel() == 0:
+                break
+            rerun(todo, K * 2 ** retry, int(s.seed) + 7919 * retry)  # twice as many starts each round
+        lagged = 0
+        if s.lagging is not None and B >= 3:
+            loss = _finite_or_inf(best["loss"])
+            median = loss.median()
+            todo = (loss > s.lagging * median).nonzero().squeeze(1) if torch.isfinite(median) else loss[:0].long()
+            if s.stop_loss is not None:  # a target at its tolerance is done, whatever its batch-mates reach
+                todo = todo[~(best["loss"][todo] <= s.stop_loss)]
+            lagged = int(todo.numel())
+            if lagged:
+                rerun(todo, 2 * K, int(s.seed) + 104729)
         latent, noise = best["latent"], best["noise"]
         with torch.no_grad():
             image = render(latent, noise)
             metrics: dict[str, Tensor] = {"loss": best["loss"].cpu(), "steps": best["steps"].cpu(),
                                           "restart": best["restart"].cpu()}
-            if s.retries:
+            if s.retries or lagged:
                 metrics["rounds"] = rounds.cpu()
             diverged = best["diverged"].cpu()
             metrics["diverged"] = diverged >= 0
