@@ -48,3 +48,17 @@ def tiny_sg2_rgb() -> StyleGAN2Generator:
 def tiny_dcgan() -> DCGANGenerator:
     torch.manual_seed(0)
     return DCGANGenerator(resolution=16, z_dim=8, width=8, img_channels=1).eval().requires_grad_(False)
+
+
+@pytest.fixture
+def digits(tmp_path):
+    """A folder with two of the example digits (a test module may define its own ``digits``)."""
+    import shutil
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for i in range(2):
+        shutil.copy(examples / f"digit_{i}.png", folder / f"digit_{i}.png")
+    return folder

@@ -4,8 +4,6 @@ failure does — with tiny models, simulated failures and set budgets (nothing d
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +20,6 @@ from ganinv.memory import MemoryBudgetError, RowCost
 from conftest import make_tiny_stylegan2
 
 runner = CliRunner()
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 OOM = "DefaultCPUAllocator: not enough memory: you tried to allocate 4831838208 bytes."
 
 
@@ -229,15 +226,6 @@ def test_lbfgs_with_jointly_optimised_noise_maps_is_refused(tiny_sg2):
 
 
 # ----- the CLI ----------------------------------------------------------------------------------------------
-@pytest.fixture
-def digits(tmp_path) -> Path:
-    folder = tmp_path / "digits"
-    folder.mkdir()
-    for i in range(2):
-        shutil.copy(EXAMPLES / f"digit_{i}.png", folder / f"digit_{i}.png")
-    return folder
-
-
 def invoke(*args: object, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +17,11 @@ from ganinv.modelfile import save_pretrained
 from ganinv.train.encoder import EncoderTrainConfig, build_encoder
 
 runner = CliRunner()
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 pytestmark = pytest.mark.usefixtures("offline_torch_home")
 
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def digits(tmp_path) -> Path:
-    folder = tmp_path / "digits"
-    folder.mkdir()
-    for i in range(2):
-        shutil.copy(EXAMPLES / f"digit_{i}.png", folder / f"digit_{i}.png")
-    return folder
 
 
 def encoder_folder(tmp_path: Path, model: str) -> Path:
