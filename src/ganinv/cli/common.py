@@ -63,6 +63,14 @@ PolishStepsOpt = Annotated[Optional[int], typer.Option(
     "--polish-steps", help="Per-image L-BFGS iterations after the latent phase, from each image's best latent.")]
 
 
+CoarseOpt = Annotated[Optional[str], typer.Option(
+    "--coarse", help="Coarse-to-fine stages for StyleGAN2: resolutions like 32,64 fitted first against the "
+    "downsampled image, rendering only the blocks up to them; 'off', or 'auto' (default: one 64 px stage at "
+    "≥ 256 px for a pixel loss with fixed noise maps).")]
+CoarseStepsOpt = Annotated[Optional[int], typer.Option(
+    "--coarse-steps", help="Steps of each coarse stage (default: max(50, --steps / 5); each image stops on its own).")]
+
+
 def apply_max_memory(value: str | None) -> int | None:
     """Set the process's memory budget from ``--max-memory`` (else ``GANINV_MAX_MEMORY``, else automatic).
     Raises :class:`InputError` for a value that is not a size."""
@@ -85,7 +93,8 @@ def apply_max_memory(value: str | None) -> int | None:
 
 
 def engine_options(*, retries: int | None = None, stop_loss: float | None = None, tol: float | None = None,
-                   min_steps: float | None = None, polish_steps: int | None = None) -> dict[str, object]:
+                   min_steps: float | None = None, polish_steps: int | None = None, coarse: str | None = None,
+                   coarse_steps: int | None = None) -> dict[str, object]:
     """The stopping / restart options a command passes to the engine, checked the way the CLI words them."""
     if retries is not None and retries < 0:
         raise InputError(f"--retries must be ≥ 0, got {retries}")
@@ -98,8 +107,14 @@ def engine_options(*, retries: int | None = None, stop_loss: float | None = None
         raise InputError(f"--min-steps is a fraction of --steps in [0, 1], got {min_steps}")
     if polish_steps is not None and polish_steps < 0:
         raise InputError(f"--polish-steps must be ≥ 0, got {polish_steps}")
+    if coarse_steps is not None and coarse_steps < 1:
+        raise InputError(f"--coarse-steps must be ≥ 1, got {coarse_steps}")
+    if coarse is not None:
+        text = coarse.strip().lower()
+        if text not in ("auto", "off", "none") and not all(v.strip().isdigit() for v in text.split(",")):
+            raise InputError(f"--coarse takes 'auto', 'off' or resolutions like 32,64; got {coarse!r}")
     given = {"retries": retries, "stop_loss": stop_loss, "tol": tol, "min_steps": min_steps,
-             "polish_steps": polish_steps}
+             "polish_steps": polish_steps, "coarse": coarse, "coarse_steps": coarse_steps}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -25,6 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ganinv.cli.common import (
+    CoarseOpt,
+    CoarseStepsOpt,
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
@@ -109,7 +111,7 @@ def invert_dataset(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     max_memory: MaxMemoryOpt = None,
     retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
-    polish_steps: PolishStepsOpt = None,
+    polish_steps: PolishStepsOpt = None, coarse: CoarseOpt = None, coarse_steps: CoarseStepsOpt = None,
     save_images: Annotated[bool, typer.Option("--save-images", help="Also write reconstructions to DIR/images/.")
                            ] = False,
 ) -> None:
@@ -139,7 +141,7 @@ def invert_dataset(
     given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
              "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr,
              **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
-                              polish_steps=polish_steps)}
+                              polish_steps=polish_steps, coarse=coarse, coarse_steps=coarse_steps)}
     options = {k: v for k, v in given.items() if v is not None}
     method_options = {k: v for k, v in {"passes": passes}.items() if v is not None}
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),

@@ -27,6 +27,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ganinv.cli.common import (
+    CoarseOpt,
+    CoarseStepsOpt,
     GeneratorOpt,
     ImageShapeOpt,
     LatentDimOpt,
@@ -96,10 +98,25 @@ class _Plan:
     extra_steps: int
     restarts: int
     chunks: int
+    #: coarse-to-fine stages before the full-resolution run: ``(phase name, steps, chunks)`` each
+    coarse: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def per_chunk(self) -> int:
         return self.steps + self.extra_steps
+
+    @property
+    def coarse_total(self) -> int:
+        return sum(steps * chunks for _, steps, chunks in self.coarse)
+
+    def coarse_offset(self, phase: str) -> tuple[int, int, int]:
+        """Steps planned before coarse stage ``phase``, the stage's steps per chunk and its chunks."""
+        done = 0
+        for name, steps, chunks in self.coarse:
+            if name == phase:
+                return done, steps, chunks
+            done += steps * chunks
+        return done, 0, 0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -235,6 +252,7 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
     """The effective settings the engine will use (its defaults, then ``preset``, then ``options``), checked
     early for the mistakes a user makes most (unknown preset, a space or noise maps the generator lacks)."""
     from ganinv.inverters import METHODS
+    from ganinv.inverters.coarse import CoarseView, coarse_steps, parse_stages
     from ganinv.inverters.optimize import PRESETS, OptimizeSettings, auto_batch_size, resolve_noise, \
         resolve_optimizer
 
@@ -301,7 +319,21 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
     noise_grad = s.noise in ("joint", "after")
     chunk = s.batch_size or auto_batch_size(G, rows, space=space, noise_grad=noise_grad)
     extra = int(getattr(s, "polish_steps", 0) or 0) + noise_steps + tune_steps  # phases after the latent one
-    return _Plan(steps=s.steps, extra_steps=extra, restarts=s.restarts, chunks=math.ceil(rows / chunk))
+    coarse = s.coarse
+    if method == "hybrid" and float(options.get("domain", 0) or 0) > 0:
+        coarse = None  # the domain regulariser reads the full image: the engine runs no coarse stages
+    stages = parse_stages(G, coarse, loss=s.loss, noise=s.noise)
+    plan_coarse = []
+    for k, r in enumerate(stages):
+        rows_r = rows if k == 0 else n_images
+        view = CoarseView(G, r)
+        chunk_r = s.batch_size or auto_batch_size(view, rows_r, space=space)
+        plan_coarse.append((f"coarse {r}px", coarse_steps(s.steps, s.coarse_steps), math.ceil(rows_r / chunk_r)))
+    if stages:
+        rows = n_images  # the full-resolution run starts from the coarse latent, one row per image
+        chunk = s.batch_size or auto_batch_size(G, rows, space=space, noise_grad=noise_grad)
+    return _Plan(steps=s.steps, extra_steps=extra, restarts=1 if stages else s.restarts,
+                 chunks=math.ceil(rows / chunk), coarse=tuple(plan_coarse))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -370,7 +402,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     plan_opts = {**options, **({"pti_steps": method_options["steps"]} if method == "pti" and "steps" in
                                method_options else {}), **(method_options if method == "multicode" else {})}
     plan = plan_for(G, B, plan_opts, preset, method)
-    total = plan.per_chunk * plan.chunks
+    total = plan.coarse_total + plan.per_chunk * plan.chunks
     noun = "image" if B == 1 else "images"
     base_desc = f"inverting {B} {noun}"
 
@@ -380,6 +412,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     # progress: chunks run one after the other, each through its phases (latent, then e.g. polish / noise maps)
     chunk_no, per_chunk = 0, plan.per_chunk
     phase_name, phase_start, phase_len = "", 0, 0
+    coarse_chunks: dict[str, int] = {}
     started = False
 
     # the bar starts with the first step, so an option the engine refuses leaves no empty bar behind
@@ -394,6 +427,16 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                 started = True
                 progress.start()
                 progress.start_task(task)
+            if state.phase.startswith("coarse "):  # a coarse-to-fine stage: its own steps, chunk by chunk
+                before, steps_c, chunks_c = plan.coarse_offset(state.phase)
+                if step == 0:
+                    coarse_chunks[state.phase] = coarse_chunks.get(state.phase, 0) + 1
+                # (a lagging image's rerun is one more chunk: the bar waits at the stage's end)
+                done = before + min((coarse_chunks[state.phase] - 1) * steps_c + step + 1, steps_c * chunks_c)
+                progress.update(task, completed=done, description=f"{base_desc} · {state.phase}",
+                                loss=f"{float(state.loss.mean()):.4g}", rows=str(int(state.active.sum())),
+                                mem=human_bytes(in_use(G.device)))
+                return
             if state.phase == "latent" and step == 0 and phase_name != "tune":  # a new chunk starts
                 if chunk_no:
                     per_chunk = max(per_chunk, phase_start + phase_len)
@@ -401,7 +444,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                 phase_name, phase_start, phase_len = state.phase, 0, state.total_steps
             elif state.phase != phase_name:  # the chunk's next phase
                 phase_name, phase_start, phase_len = state.phase, phase_start + phase_len, state.total_steps
-            done = (chunk_no - 1) * per_chunk + phase_start + step + 1
+            done = plan.coarse_total + (chunk_no - 1) * per_chunk + phase_start + step + 1
             if done > total:
                 total = done
                 progress.update(task, total=total)
@@ -599,7 +642,7 @@ def invert(
                                                       "(default: as many as fit in --max-memory).")] = None,
     max_memory: MaxMemoryOpt = None,
     retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
-    polish_steps: PolishStepsOpt = None,
+    polish_steps: PolishStepsOpt = None, coarse: CoarseOpt = None, coarse_steps: CoarseStepsOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same result).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
@@ -635,7 +678,7 @@ def invert(
              "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr, "prior": prior,
              "patience": patience, "batch_size": batch_size,
              **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
-                              polish_steps=polish_steps),
+                              polish_steps=polish_steps, coarse=coarse, coarse_steps=coarse_steps),
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},

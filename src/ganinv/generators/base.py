@@ -193,6 +193,13 @@ class Generator(nn.Module):
             lat = self.truncate(lat, truncation, space)
         return self.to_display(self.synthesize(lat, space))
 
+    # ----- coarse renderings (coarse-to-fine inversion) ------------------------------
+    def skip_resolutions(self) -> list[int]:
+        """Resolutions below the output at which a partial synthesis is already an image (StyleGAN2's
+        toRGB skip sum), so coarse-to-fine inversion can render only the blocks up to them; empty for
+        generators whose image exists only at the end (DCGAN, wrapped callables)."""
+        return []
+
     # ----- intermediate features (multi-code inversion) ------------------------------
     def feature_layers(self) -> list[str]:
         """Names of the layers where :meth:`render_head` can stop (index ``k`` ↔ name ``k - 1``),

@@ -399,6 +399,37 @@ class StyleGAN2Generator(Generator):
     def _finish(self, skip: Tensor) -> Tensor:
         return torch.tanh(skip) if self.output_activation == "tanh" else skip
 
+    # ----- coarse renderings (coarse-to-fine inversion) ----------------------------
+    def skip_resolutions(self) -> list[int]:
+        """Resolutions at which the toRGB skip sum is itself an image: ``8, 16, …`` half the output size."""
+        return [2**k for k in range(3, self.log_size)]
+
+    def prefix_rows(self, resolution: int) -> int:
+        """The w+ rows the synthesis reads up to ``resolution``: ``2·log2(resolution) − 2`` (rows
+        ``0 … 2·log2(resolution) − 3``)."""
+        self._check_skip(resolution)
+        return 2 * int(math.log2(resolution)) - 2
+
+    def prefix_noise_layers(self, resolution: int) -> int:
+        """The noise maps (from the first) the synthesis reads up to ``resolution``: ``2·log2(resolution) − 3``."""
+        self._check_skip(resolution)
+        return 2 * int(math.log2(resolution)) - 3
+
+    def synthesis_prefix(self, ws: Tensor, noise: list[Tensor | None], resolution: int) -> Tensor:
+        """The skip image at ``resolution`` ``[B, C, r, r]`` (native range, after the output activation) from
+        the first :meth:`prefix_rows` w+ rows ``ws`` and the first :meth:`prefix_noise_layers` noise maps —
+        the blocks above ``resolution`` are not run."""
+        self._check_skip(resolution)
+        out = self.conv1(self.input(ws.shape[0]), ws[:, 0], noise=noise[0])
+        skip = self.to_rgb1(out, ws[:, 1])
+        out, skip = self._blocks(out, skip, ws, noise, 0, int(math.log2(resolution)) - 2)
+        return self._finish(skip)
+
+    def _check_skip(self, resolution: int) -> None:
+        if resolution not in self.skip_resolutions():
+            raise InputError(f"the {self.resolution} px StyleGAN2 has coarse images at "
+                             f"{', '.join(map(str, self.skip_resolutions()))} px, not {resolution}")
+
     # ----- intermediate features (multi-code inversion) ----------------------------
     def feature_layers(self) -> list[str]:
         """Resolutions after which the synthesis can be split: ``4x4`` … half the output size."""

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult, InversionState
+from ganinv.inverters.coarse import parse_stages, run_coarse_to_fine
 from ganinv.inverters.lbfgs import BatchedLBFGS
 from ganinv.losses import CombinedLoss
 from ganinv.losses.priors import PRIORS, latent_prior, noise_regularization, normalize_noise_, stochastic_clip_
@@ -107,6 +108,12 @@ class OptimizeSettings:
             more than this many times the median of its batch's (with at least 3 targets) is run once more from
             ``2 · restarts`` fresh random starts and keeps the better result (None: off). 10× the median is a
             PSNR 10 dB below it: a poor local minimum, not a harder image.
+        coarse: coarse-to-fine stages (:mod:`ganinv.inverters.coarse`): resolutions below the output at which
+            the latent is first optimised against the downsampled target, rendering only the blocks up to each
+            (StyleGAN2; ``"32,64"`` or ``[32, 64]``), ``"off"``, or ``"auto"`` (the default): see
+            :func:`~ganinv.inverters.coarse.parse_stages`. Resolved to a list by validation.
+        coarse_steps: steps of each coarse stage (None: ``max(50, steps // 5)``; per-row stopping ends a stage
+            earlier).
         batch_size: rows per optimisation batch (None: automatic, see :func:`auto_batch_size`).
         compile: run the generator through ``torch.compile`` (fixed batch shapes; stopped rows are
             masked instead of dropped).
@@ -141,6 +148,8 @@ class OptimizeSettings:
     retries: int = 0
     lagging: float | None = 10.0
     min_steps: float = 0.25
+    coarse: str | list[int] | None = "auto"
+    coarse_steps: int | None = None
     batch_size: int | None = None
     compile: bool = False
     seed: int = 0
@@ -394,7 +403,8 @@ def resolve_optimizer(s: OptimizeSettings, physics_given: bool = False) -> str:
     return "adam" if wants_adam else "lbfgs"
 
 
-def _validate(G: Generator, s: OptimizeSettings, physics_given: bool = False) -> OptimizeSettings:
+def _validate(G: Generator, s: OptimizeSettings, physics_given: bool = False,
+              extra_terms: bool = False) -> OptimizeSettings:
     space = s.space or G.default_space
     G.space(space)  # raises a clear error for a space the generator lacks
     optimizer = resolve_optimizer(s, physics_given)
@@ -449,7 +459,14 @@ def _validate(G: Generator, s: OptimizeSettings, physics_given: bool = False) ->
         raise InputError(f"learning rate must be a finite positive number, got {lr}")
     _parse_init(s.init)
     noise_steps = s.noise_steps if s.noise_steps is not None else (s.steps // 2 if s.noise == "after" else 0)
-    return replace(s, space=space, lr=lr, noise_steps=noise_steps)
+    if s.coarse_steps is not None and (isinstance(s.coarse_steps, bool) or not isinstance(s.coarse_steps, int)
+                                       or s.coarse_steps < 1):
+        raise InputError(f"coarse_steps must be a whole number ≥ 1, got {s.coarse_steps!r}")
+    coarse = s.coarse
+    if isinstance(coarse, str) and coarse.strip().lower() == "auto" and (extra_terms or s.compile):
+        coarse = None  # extra terms read the full image; compiled runs want one shape
+    stages = parse_stages(G, coarse, physics=physics_given, loss=s.loss, noise=s.noise)
+    return replace(s, space=space, lr=lr, noise_steps=noise_steps, coarse=stages or None)
 
 
 class _Renderer:
@@ -755,10 +772,19 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
             already weighted (e.g. IDInvert's domain regulariser); logged under their names.
     """
     t0 = time.perf_counter()
-    s = _validate(G, settings or OptimizeSettings(), physics is not None)
+    s = _validate(G, settings or OptimizeSettings(), physics is not None, extra_terms=bool(extra_terms))
     space = s.space
     assert space is not None
     op = _operator(physics)
+    if s.coarse:
+        with _FrozenGenerator(G):
+            y = _check_target(G, target, physics)
+            result = run_coarse_to_fine(
+                G, y, s, list(s.coarse), optimize, callback,
+                lambda s_final: optimize(G, y, None, s_final, discriminator=discriminator, callback=callback,
+                                         extra_terms=extra_terms))
+        result.seconds = time.perf_counter() - t0
+        return result
     with _FrozenGenerator(G):
         y = _check_target(G, target, physics)
         loss_fn = CombinedLoss.from_spec(s.loss, discriminator=discriminator).to(G.device)
