@@ -139,7 +139,8 @@ def cost_section(resolutions: list[int], repeats: int, reference: Path | None,
         print(json.dumps({k: v for k, v in row.items() if k != "batches"}), flush=True)
         for b in row["batches"]:
             print(f"  {res} px batch {b['batch']:3d}: {b['s_per_step']:.2f} s/step, {b['s_per_row']:.2f} s/row, "
-                  f"peak +{memory.human_bytes(b['peak_rss_bytes'])} (predicted {memory.human_bytes(b['predicted_bytes'])})",
+                  f"peak +{memory.human_bytes(b['peak_rss_bytes'])} "
+                  f"(predicted {memory.human_bytes(b['predicted_bytes'])})",
                   flush=True)
         del G
     return rows
@@ -210,8 +211,10 @@ def quality_section(resolution: int, n: int, budget: float, progress: Progress,
         ("defaults", default, {}),
         ("full", "ganinv, full resolution only", {"coarse": "off"}),
         ("coarse-32-64", "ganinv, coarse 32 + 64 px", {"coarse": "32,64"}),
+        ("coarse-64-short", "ganinv, coarse 64 px for 50 steps", {"coarse": "64", "coarse_steps": 50}),
         ("rosinality", "rosinality schedule (W+)", {"preset": "rosinality", "loss": "mse"}),
-        ("nvidia", "NVIDIA schedule (W)", {"preset": "nvidia", "loss": "mse"})) if methods is None or key in methods]
+        ("nvidia", "NVIDIA schedule (W)", {"preset": "nvidia", "loss": "mse"}))
+        if (key in methods if methods else key != "coarse-64-short")]
     rows = []
     for _, label, opts in runs:
         opts = dict(opts)
@@ -232,6 +235,45 @@ def quality_section(resolution: int, n: int, budget: float, progress: Progress,
 
 def _t(v: float | None, budget: float) -> str:
     return f"{v:.0f} s" if v is not None else f"> {budget:.0f} s"
+
+
+def quality_lines(q: dict[str, Any]) -> list[str]:
+    """The markdown of one time-to-quality section."""
+    lines: list[str] = []
+    ths = sorted(q["rows"][0]["time_to"], key=float)
+    cols = " / ".join(ths)
+    lines += ["", f"## Time to quality, {q['resolution']} px, {q['targets']} of the model's own samples"
+              + (f", {q['budget_s']:.0f} s" if q.get("note") else ""), ""] + ([q["note"], ""] if q.get("note") else []) + [
+              f"Each target inverted on its own, capped at {q['budget_s']:.0f} s; *to {cols} dB*: the mean over "
+              "the targets of the wall time at which a target's best full-resolution PSNR first got there "
+              "(\"> budget\" when one did not); *steps seen* and *s*: summed over the targets."
+              + (f" The {q['from_curve']} dB columns were read afterwards from the recorded curve (every 5th "
+                 "step), the others timed as they happened." if q.get("from_curve") else ""),
+              "", "Coarse-to-fine (`coarse`, `ganinv.inverters.coarse`): a stage at r px fits the target averaged "
+              "down to r × r while rendering only the blocks up to r and, in W+, only the rows they read; the "
+              "full-resolution stage then starts from its latent. Steps of a stage are counted, but only "
+              "full-resolution images are scored.",
+              "", "| method | " + " | ".join(f"to {t} dB" for t in ths)
+              + " | PSNR at the end | min | steps seen | s |",
+              "|---|" + "---|" * len(ths) + "---|---|---|---|"]
+    for row in q["rows"]:
+        lines.append(f"| {row['method']} | " + " | ".join(_t(row["time_to"][t], q["budget_s"]) for t in ths)
+                     + f" | {row['final_mean_psnr']:.2f} | {row['final_min_psnr']:.2f} | {row['steps_seen']} | "
+                     f"{row['seconds']:.0f} |")
+    ros = next((row for row in q["rows"] if row["method"].startswith("rosinality")), None)
+    full = next((row for row in q["rows"] if row["method"].endswith("full resolution only")), None)
+    ours = q["rows"][0]
+    for other, name in ((full, "full-resolution optimisation"), (ros, "the rosinality schedule")):
+        if other is None or other is ours:
+            continue
+        for t in ths:
+            a, b = ours["time_to"][t], other["time_to"][t]
+            if a is not None and b is not None:
+                lines.append(f"\nTo {t} dB ganinv's defaults took {b / a:.2f}× less time than {name}.")
+            elif a is not None:
+                lines.append(f"\nganinv's defaults reached {t} dB in {a:.0f} s; {name} did not within "
+                             f"{q['budget_s']:.0f} s (≥ {q['budget_s'] / a:.1f}× less time).")
+    return lines
 
 
 def render(r: dict[str, Any]) -> str:
@@ -260,39 +302,9 @@ def render(r: dict[str, Any]) -> str:
             ref = row["reference"]
             lines.append(f"| {row['resolution']} | {ref['kind']} | {ref['max_abs_diff']:.1e} | "
                          f"{ref['s_per_step']:.2f} | {ref['ours_s_per_step']:.2f} | {ref['speedup']:.2f}× |")
-    q = r.get("quality")
-    if q:
-        ths = sorted(q["rows"][0]["time_to"], key=float)
-        cols = " / ".join(ths)
-        lines += ["", f"## Time to quality, {q['resolution']} px, {q['targets']} of the model's own samples", "",
-                  f"Each target inverted on its own, capped at {q['budget_s']:.0f} s; *to {cols} dB*: the mean over "
-                  "the targets of the wall time at which a target's best full-resolution PSNR first got there "
-                  "(\"> budget\" when one did not); *steps seen* and *s*: summed over the targets."
-                  + (f" The {q['from_curve']} dB columns were read afterwards from the recorded curve (every 5th "
-                     "step), the others timed as they happened." if q.get("from_curve") else ""),
-                  "", "Coarse-to-fine (`coarse`, `ganinv.inverters.coarse`): a stage at r px fits the target averaged "
-                  "down to r × r while rendering only the blocks up to r and, in W+, only the rows they read; the "
-                  "full-resolution stage then starts from its latent. Steps of a stage are counted, but only "
-                  "full-resolution images are scored.",
-                  "", "| method | " + " | ".join(f"to {t} dB" for t in ths) + " | PSNR at the end | min | steps seen | s |",
-                  "|---|" + "---|" * len(ths) + "---|---|---|---|"]
-        for row in q["rows"]:
-            lines.append(f"| {row['method']} | " + " | ".join(_t(row["time_to"][t], q["budget_s"]) for t in ths)
-                         + f" | {row['final_mean_psnr']:.2f} | {row['final_min_psnr']:.2f} | {row['steps_seen']} | "
-                         f"{row['seconds']:.0f} |")
-        ros = next((row for row in q["rows"] if row["method"].startswith("rosinality")), None)
-        full = next((row for row in q["rows"] if row["method"].endswith("full resolution only")), None)
-        ours = q["rows"][0]
-        for other, name in ((full, "full-resolution optimisation"), (ros, "the rosinality schedule")):
-            if other is None or other is ours:
-                continue
-            for t in ths:
-                a, b = ours["time_to"][t], other["time_to"][t]
-                if a is not None and b is not None:
-                    lines.append(f"\nTo {t} dB ganinv's defaults took {b / a:.2f}× less time than {name}.")
-                elif a is not None:
-                    lines.append(f"\nganinv's defaults reached {t} dB in {a:.0f} s; {name} did not within "
-                                 f"{q['budget_s']:.0f} s (≥ {q['budget_s'] / a:.1f}× less time).")
+    for key in ("quality", "quality_long"):
+        if r.get(key):
+            lines += quality_lines(r[key])
     return "\n".join(lines) + "\n"
 
 
@@ -325,7 +337,8 @@ def main() -> None:
     ap.add_argument("--reference-repo", type=Path, default=None,
                     help="a checkout of rosinality/stylegan2-pytorch or NVlabs/stylegan2-ada-pytorch to time too")
     ap.add_argument("--methods", default=None,
-                    help="time-to-quality rows to run: defaults,full,coarse-32-64,rosinality,nvidia (default: all)")
+                    help="time-to-quality rows to run: defaults,full,coarse-32-64,coarse-64-short,rosinality,nvidia "
+                         "(default: all but coarse-64-short)")
     ap.add_argument("--reuse-cost", action="store_true",
                     help="keep the cost section of the existing results file and run only the time-to-quality one")
     ap.add_argument("--threads", type=int, default=None)
@@ -345,6 +358,8 @@ def main() -> None:
         if args.reuse_cost and previous.is_file():
             old = json.loads(previous.read_text())
             results["cost"] = old["cost"]
+            if old.get("quality_long"):  # a separate longer run (see its note), kept as it was
+                results["quality_long"] = old["quality_long"]
             results["machine"]["cost_date"] = old["machine"].get("cost_date", old["machine"]["date"])
         else:
             results["cost"] = cost_section([int(v) for v in args.resolutions.split(",") if v], args.repeats,
