@@ -64,6 +64,51 @@ def save_grid(images: Tensor, path: str | Path, nrow: int | None = None, scale: 
     return save_image(make_grid(images, nrow=nrow), path, scale=scale)
 
 
+def _fitting_font(draw: Any, text: str, width: int, size: int) -> Any:
+    """The default font at the largest size ≤ ``size`` (≥ 8) at which ``text`` is at most ``width`` px wide."""
+    from PIL import ImageFont
+
+    for s in range(size, 7, -1):
+        font = ImageFont.load_default(size=s)
+        if draw.textlength(text, font=font) <= width:
+            return font
+    return ImageFont.load_default(size=8)
+
+
+def save_labeled_grid(images: Tensor, labels: Sequence[str], path: str | Path, scale: int = 1,
+                      padding: int = 2) -> Path:
+    """Save ``[B, C, H, W]`` images in [0, 1] as a grid of ``len(labels)`` columns under a header strip that
+    names each column (``labels[j]`` centred above column j; text shrinks to fit, a label too long for its
+    column even at 8 px is cut with "…"). Returns ``path``."""
+    from PIL import ImageDraw
+
+    path = Path(path)
+    ncol = len(labels)
+    if ncol == 0 or images.shape[0] % ncol:
+        raise ValueError(f"{images.shape[0]} images do not fill rows of {ncol} labelled columns")
+    grid = to_pil(make_grid(images, nrow=ncol, padding=padding))
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    pitch, offset = (images.shape[-1] + padding) * scale, padding * scale
+    cell = images.shape[-1] * scale
+    size = max(10, min(28, cell // 9))
+    header_h = size + 2 * max(3, size // 3)
+    canvas = Image.new(grid.mode, (grid.width, grid.height + header_h), 255 if grid.mode == "L" else (255,) * 3)
+    canvas.paste(grid, (0, header_h))
+    draw = ImageDraw.Draw(canvas)
+    ink = 0 if grid.mode == "L" else (0, 0, 0)
+    for j, label in enumerate(labels):
+        text = str(label)
+        font = _fitting_font(draw, text, cell - 2, size)
+        while len(text) > 1 and draw.textlength(text, font=font) > cell - 2:
+            text = text[:-2] + "…"
+        x = offset + j * pitch + cell / 2
+        draw.text((x, header_h / 2), text, fill=ink, font=font, anchor="mm")
+    fmt = (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")
+    atomic_write(path, lambda tmp: canvas.save(tmp, format=fmt))
+    return path
+
+
 def image_to_tensor(pil: Image.Image, channels: int) -> Tensor:
     """PIL image → ``[C, H, W]`` float in [0, 1], converted to ``channels`` (1 → L, 3 → RGB)."""
     mode = {1: "L", 3: "RGB"}[channels]

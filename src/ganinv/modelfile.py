@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ganinv.errors import CheckpointError, GaninvError
+from ganinv.filemode import match_ordinary_mode
 
 FORMAT = "ganinv"
 CONFIG_NAME = "config.json"
@@ -191,6 +192,7 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        match_ordinary_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException as exc:
         error = _io_error(exc, path)

@@ -7,6 +7,7 @@ import typer
 from ganinv.cli import (dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models, restore,
                         sample, serve, train)
 from ganinv.cli.common import friendly_errors
+from ganinv.cli.groups import expand_groups
 
 app = typer.Typer(
     name="ganinv",
@@ -34,7 +35,7 @@ for name, command in {
     "mix": mix.mix,
     "serve": serve.serve,
 }.items():
-    app.command(name)(friendly_errors(command))
+    app.command(name)(friendly_errors(expand_groups(command)))
 
 
 def main() -> None:

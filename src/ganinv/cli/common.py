@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from ganinv.errors import GaninvError, InputError
-from ganinv.generators.base import Generator
-
 if TYPE_CHECKING:
     import torch
+    from rich.table import Table
+
+    from ganinv.generators.base import Generator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -23,22 +24,22 @@ R = TypeVar("R")
 console = Console(stderr=True)
 out = Console()
 
-ModelOpt = Annotated[
-    Optional[str],
-    typer.Option("--model", "-m", help="Bundled model name (see `ganinv models`) or a checkpoint path "
-                 "(ganinv folder, rosinality .pt, NVIDIA .pkl)."),
-]
-GeneratorOpt = Annotated[
-    Optional[str],
-    typer.Option("--generator", help="Bring your own generator: path/to/file.py:NAME (an nn.Module class, "
-                 "instance, or factory)."),
-]
-WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="State dict for --generator "
-                                                    "(.pt/.pth loaded with weights_only, or .safetensors).")]
-LatentDimOpt = Annotated[Optional[int], typer.Option("--latent-dim", help="Latent size for --generator.")]
-ImageShapeOpt = Annotated[Optional[str], typer.Option("--image-shape", help="C,H,W output shape for --generator.")]
-OutputRangeOpt = Annotated[Optional[str], typer.Option("--output-range", help="LO,HI native output range for "
-                                                       "--generator (default -1,1).")]
+_MODEL_PANEL = "Model"
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", rich_help_panel=_MODEL_PANEL,
+    help="Bundled model name (see `ganinv models`) or a checkpoint path (ganinv folder, rosinality .pt, NVIDIA .pkl).")]
+GeneratorOpt = Annotated[Optional[str], typer.Option(
+    "--generator", rich_help_panel=_MODEL_PANEL,
+    help="Bring your own generator: path/to/file.py:NAME (an nn.Module class, instance, or factory).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(
+    "--weights", rich_help_panel=_MODEL_PANEL,
+    help="State dict for --generator (.pt/.pth loaded with weights_only, or .safetensors).")]
+LatentDimOpt = Annotated[Optional[int], typer.Option(
+    "--latent-dim", rich_help_panel=_MODEL_PANEL, help="Latent size for --generator.")]
+ImageShapeOpt = Annotated[Optional[str], typer.Option(
+    "--image-shape", rich_help_panel=_MODEL_PANEL, help="C,H,W output shape for --generator.")]
+OutputRangeOpt = Annotated[Optional[str], typer.Option(
+    "--output-range", rich_help_panel=_MODEL_PANEL, help="LO,HI native output range for --generator (default -1,1).")]
 OptimizerOpt = Annotated[Optional[str], typer.Option(
     help="auto, adam or lbfgs (default auto: L-BFGS with the generator's stored noise maps, which measured "
     "better on every bundled model and space; Adam when --lr, --noise joint/after, a preset or a forward "
@@ -200,6 +201,47 @@ def human_size(n_bytes: float) -> str:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
         n_bytes /= 1024
     return f"{n_bytes:.1f} GB"
+
+
+def print_table(table: "Table", console: Console | None = None) -> None:
+    """Print ``table`` as a table when it fits the console's width without cutting a word (long cells wrap), else
+    one record per row.
+
+    Piped or in CI (80 columns, no terminal) a wide table would squeeze every column to a few letters ("reso…");
+    a record keeps every value whole: the first column's value as its heading, then ``header: value`` pairs,
+    wrapped at the console's width. A table without a header row (key/value tables) keeps its two columns.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or out
+    assert isinstance(table, Table)
+    # the narrowest the table can be without cutting a word: its columns' longest words plus the borders
+    narrowest = table.__rich_measure__(console, console.options.update(max_width=10**6)).minimum
+    if narrowest <= console.width or not table.show_header or len(table.columns) < 2:
+        console.print(table)
+        return
+    if table.title:
+        console.print(Text(str(table.title), style="italic"))
+    headers = [Text.from_markup(c.header) if isinstance(c.header, str) else Text(str(c.header))
+               for c in table.columns]
+    columns = [list(c.cells) for c in table.columns]
+    for r in range(table.row_count):
+        raw = [col[r] if r < len(col) else "" for col in columns]
+        cells = [Text.from_markup(c) if isinstance(c, str) else c for c in raw]
+        line = Text("• ")
+        line.append_text(cells[0] if isinstance(cells[0], Text) else Text(str(cells[0])))
+        line.stylize("bold", 0, len(line))
+        for header, cell in zip(headers[1:], cells[1:], strict=True):
+            value = cell if isinstance(cell, Text) else Text(str(cell))
+            if not value.plain.strip():
+                continue
+            line.append("  ")
+            line.append_text(header.copy().append(": "))
+            line.append_text(value)
+        console.print(line, overflow="fold")
+    if table.caption:
+        console.print(Text(str(table.caption), style="dim"))
 
 
 def describe_spaces(G: Generator) -> str:

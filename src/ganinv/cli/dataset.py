@@ -24,32 +24,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-from ganinv.cli.common import (
-    CoarseOpt,
-    CoarseStepsOpt,
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    LbfgsPreconditionOpt,
-    MaxMemoryOpt,
-    MinStepsOpt,
-    ModelOpt,
-    OptimizerOpt,
-    OutputRangeOpt,
-    PolishStepsOpt,
-    RetriesOpt,
-    StopLossOpt,
-    TolOpt,
-    WeightsOpt,
-    apply_max_memory,
-    check_encoder_options,
-    engine_options,
-    check_optimizer_options,
-    console,
-    out,
-    resolve_device,
-    resolve_generator,
-)
+from ganinv.cli.common import (CoarseOpt, CoarseStepsOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt,
+                               OptimizerOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, apply_max_memory,
+                               check_encoder_options, check_optimizer_options, console, engine_options,
+                               print_table, resolve_device)
+from ganinv.cli.groups import DeviceOpt, ModelChoice
 from ganinv.cli.invert import check_loss, check_square, plan_for
 from ganinv.errors import InputError
 
@@ -67,11 +46,9 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.completed / elapsed:.2f} img/s", style="progress.data.speed")
 
 
-def load_generator_for(model: str | None, generator: str | None, weights: str | None, latent_dim: int | None,
-                       image_shape: str | None, output_range: str | None) -> Generator:
+def load_generator_for(choice: ModelChoice) -> Generator:
     """The generator the CLI options name (module-level, so ``functools.partial`` of it pickles for Ray actors)."""
-    return resolve_generator(model, generator, Path(weights) if weights else None, latent_dim, image_shape,
-                             output_range)[0]
+    return choice.load()[0]
 
 
 def invert_dataset(
@@ -81,9 +58,6 @@ def invert_dataset(
              "'path' column or the first).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: shards/, manifest.parquet, run.json "
                                           "(rerun the same command to resume).", show_default=False)],
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: Annotated[str, typer.Option(help="optimize, encoder, hybrid, pti or multicode.")] = "optimize",
     space: Annotated[Optional[str], typer.Option(help="Latent space: z, w or w+ (default: the generator's).")
                      ] = None,
@@ -108,12 +82,13 @@ def invert_dataset(
                                             "part (the most a crash loses per worker).")] = 16,
     threads: Annotated[int, typer.Option(help="torch CPU threads per worker (latents are bit-identical across "
                                          "backends and resumes at equal threads and device).")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
+    device: DeviceOpt = "auto",
     max_memory: MaxMemoryOpt = None,
     retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
     polish_steps: PolishStepsOpt = None, coarse: CoarseOpt = None, coarse_steps: CoarseStepsOpt = None,
     save_images: Annotated[bool, typer.Option("--save-images", help="Also write reconstructions to DIR/images/.")
                            ] = False,
+    model: ModelChoice = ModelChoice(),
 ) -> None:
     """Invert every image of SRC... into OUT: latent shards, a Parquet manifest, resumable, local or on Ray.
 
@@ -154,7 +129,7 @@ def invert_dataset(
     budget = apply_max_memory(max_memory)
     dev = resolve_device(device)
 
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    G, name = model.load()
     check_square(G)
     plan_for(G, 1, options, None, method)  # unknown method, missing space or noise maps: fail before any work
     if method in ("encoder", "hybrid"):
@@ -165,8 +140,7 @@ def invert_dataset(
                      save_images=save_images)
     source: Any = G.to(dev)
     if backend == "ray":  # each actor loads the generator itself
-        source = functools.partial(load_generator_for, model, generator, str(weights) if weights else None,
-                                   latent_dim, image_shape, output_range)
+        source = functools.partial(load_generator_for, model)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
@@ -205,7 +179,7 @@ def invert_dataset(
     rate = f"{stats.images_per_second:.2f}" if stats.done + stats.failed else "—"
     table.add_row(str(stats.found), str(stats.skipped), str(stats.done), str(stats.failed), rate, psnr,
                   str(stats.manifest_rows))
-    out.print(table)
+    print_table(table)
     for f in failures[:5]:
         console.print(f"[yellow]failed:[/] {escape(f['key'])}: {escape(str(f['error']))}")
     if len(failures) > 5:

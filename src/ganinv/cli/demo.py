@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from ganinv.cli.common import console, out
+from ganinv.cli.common import console, print_table
 from ganinv.cli.invert import Target, report_failures, run_inversion
-from ganinv.generators.base import Generator
+
+if TYPE_CHECKING:
+    from ganinv.generators.base import Generator
 
 #: Engine options of the demo's inversion: none, so it shows what the engine's defaults give ...
 DEMO_OPTIONS: dict[str, object] = {}
@@ -57,6 +59,7 @@ def demo(
     the example digits with the default model into OUT/invert (as `ganinv invert` does) and score them; then
     cut a hole in each and restore it three ways into OUT/restore (as `ganinv restore --simulate` does)."""
     from ganinv import zoo
+    from ganinv.generators.base import Generator
     from ganinv.io import save_grid
 
     names = [name for name in zoo.available() if zoo.describe(name).get("kind") == "generator"]
@@ -79,7 +82,7 @@ def demo(
                 conf, present = f"{c.mean():.3f}", f"{len(set(cls.tolist()))}/10"
             table.add_row(name, G.arch, ", ".join(G.latent_spaces), conf, present, str(path))
             progress.advance(task)
-    out.print(table)
+    print_table(table)
 
     G = zoo.load(zoo.DEFAULT_MODEL)
     assert isinstance(G, Generator)

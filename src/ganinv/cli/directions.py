@@ -18,17 +18,9 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    console,
-    resolve_generator,
-)
-from ganinv.cli.latents import DeviceOpt, ThreadsOpt, display_scale, setup_torch
+from ganinv.cli.common import console
+from ganinv.cli.groups import ModelChoice, Runtime
+from ganinv.cli.latents import display_scale
 from ganinv.errors import InputError
 
 METHODS = ("pca", "sefa", "interfacegan")
@@ -50,9 +42,6 @@ def directions(
                                         show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .npz for pca/sefa, .npy for interfacegan.",
                                       show_default=False)],
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     k: Annotated[int, typer.Option("--k", help="pca/sefa: components to keep.")] = 10,
     samples: Annotated[Optional[int], typer.Option(help="Codes sampled (pca: 20000; interfacegan with "
                                                    "--target-class: 10000).")] = None,
@@ -77,8 +66,8 @@ def directions(
     seed: Annotated[int, typer.Option(help="Random seed of the samples.")] = 0,
     preview: Annotated[Optional[Path], typer.Option(help="Also render the directions on the mean code as a PNG "
                                                     "grid.")] = None,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Compute editing directions (GANSpace, SeFa or InterFaceGAN) for a model and save them to OUT."""
     from ganinv.editing import classifier_labels, ganspace, interfacegan, parse_layers, sefa
@@ -104,8 +93,8 @@ def directions(
         raise InputError("--layers applies to --method sefa (edits choose their layers with `ganinv edit --layers`)")
     if preview is not None and preview.suffix.lower() != ".png":
         raise InputError(f"--preview {preview.name}: give a .png file name")
-    dev = setup_torch(threads, device)
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    dev = runtime.setup()
+    G, name = model.load()
     G = G.to(dev)
     out.parent.mkdir(parents=True, exist_ok=True)
 

@@ -17,17 +17,8 @@ from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    console,
-    out,
-    resolve_generator,
-)
+from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, ModelOpt, OutputRangeOpt, WeightsOpt,
+                               console, print_table, resolve_generator)
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
     DeviceOpt,
@@ -47,7 +38,6 @@ from ganinv.cli.latents import (
     setup_torch,
 )
 from ganinv.errors import InputError
-from ganinv.io import save_npz
 
 #: Frames of the GIF's sweep from the smallest to the largest strength (then back).
 SWEEP_FRAMES = 24
@@ -87,7 +77,7 @@ def edit(
 
     from ganinv.editing import apply_direction, parse_layers, render, resolve_direction
     from ganinv.editing.codes import edit_space
-    from ganinv.io import save_grid, save_video
+    from ganinv.io import save_grid, save_npz, save_video
 
     values = parse_strengths(strengths)
     if units not in ("sigma", "raw"):
@@ -142,7 +132,7 @@ def edit(
             table.add_column(f"{v:g}", justify="right")
         for r in records:
             table.add_row(r["stem"], *[str(c) for c in r["classes"]])
-        out.print(table)
+        print_table(table)
     where = f"layers {layers}" if layers else "all layers"
     listed = ", ".join(f"{v:g}" for v in values)
     console.print(f"wrote {len(records)} strip(s) (_edit.png), GIF(s) (_edit.gif) and codes (_edit.npz) to "

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ganinv.cli.common import console, out
+from ganinv.cli.common import console, print_table
 from ganinv.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -205,7 +205,7 @@ def evaluate(
         mean_cells.append(_fmt(None if means["class_kept"] is None else 100 * means["class_kept"], 1) + "%")
     table.add_section()
     table.add_row(*mean_cells, style="bold")
-    out.print(table)
+    print_table(table)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
 

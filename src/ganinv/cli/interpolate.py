@@ -39,7 +39,6 @@ from ganinv.cli.latents import (
     setup_torch,
 )
 from ganinv.errors import InputError
-from ganinv.io import save_npz
 
 
 def interpolate(
@@ -65,7 +64,7 @@ def interpolate(
 
     from ganinv.editing import interpolate as interp
     from ganinv.editing import render
-    from ganinv.io import save_grid, save_video
+    from ganinv.io import save_grid, save_npz, save_video
 
     if steps_between < 2 or steps_between > 1000:
         raise InputError(f"--steps must be between 2 and 1000 (both ends included), got {steps_between}")

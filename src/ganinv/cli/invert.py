@@ -26,32 +26,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ganinv.cli.common import (
-    CoarseOpt,
-    CoarseStepsOpt,
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    LbfgsPreconditionOpt,
-    MaxMemoryOpt,
-    MinStepsOpt,
-    ModelOpt,
-    OptimizerOpt,
-    OutputRangeOpt,
-    PolishStepsOpt,
-    RetriesOpt,
-    StopLossOpt,
-    TolOpt,
-    WeightsOpt,
-    apply_max_memory,
-    check_encoder_options,
-    engine_options,
-    check_optimizer_options,
-    console,
-    out,
-    resolve_device,
-    resolve_generator,
-)
+from ganinv.cli.common import (CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
+                               LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
+                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, WeightsOpt,
+                               apply_max_memory, check_encoder_options, check_optimizer_options, console,
+                               engine_options, print_table, resolve_device, resolve_generator)
 from ganinv.errors import GaninvError, InputError
 
 if TYPE_CHECKING:
@@ -571,7 +550,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         mean_cells.append(_fmt(None if means["class_kept"] is None else 100 * means["class_kept"], 1) + "%")
     mean_cells.append(_fmt(means["steps"], 1))
     table.add_row(*mean_cells, style="bold")
-    out.print(table)
+    print_table(table)
     extras = ", ".join(Path(files[k]).name for k in ("comparison", "loss") if k in files)
     deltas = " and generator deltas (.deltas.safetensors)" if result.deltas is not None else ""
     console.print(f"wrote {B} reconstruction{'s' if B != 1 else ''} (.png), latent{'s' if B != 1 else ''} "

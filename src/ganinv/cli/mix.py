@@ -36,7 +36,6 @@ from ganinv.cli.latents import (
     setup_torch,
 )
 from ganinv.errors import InputError
-from ganinv.io import save_npz
 
 
 def mix(
@@ -62,7 +61,7 @@ def mix(
 
     from ganinv.editing import mix as mix_codes
     from ganinv.editing import parse_layers, render
-    from ganinv.io import save_grid, save_image
+    from ganinv.io import save_grid, save_image, save_npz
 
     check_out_dir(out_dir)
     dev = setup_torch(threads, device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ganinv.cli.common import describe_spaces, human_size, out
+from ganinv.cli.common import describe_spaces, human_size, print_table
 
 
 def models() -> None:
@@ -41,4 +41,4 @@ def models() -> None:
             quality = f"held-out acc {acc:.2%}" if acc is not None else ""
         table.add_row(name, cfg.get("kind", "?"), cfg["config"].get("arch", "?"), res, spaces,
                       f"{params / 1e6:.2f} M", human_size(size), quality)
-    out.print(table)
+    print_table(table)

@@ -25,20 +25,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    MaxMemoryOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    apply_max_memory,
-    console,
-    out,
-    resolve_device,
-    resolve_generator,
-)
+from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, MaxMemoryOpt, ModelOpt, OutputRangeOpt,
+                               WeightsOpt, apply_max_memory, console, print_table, resolve_device,
+                               resolve_generator)
 from ganinv.cli.invert import _num
 from ganinv.errors import GaninvError, InputError
 
@@ -193,7 +182,7 @@ def restore(
 
     from ganinv import metrics as M
     from ganinv.cli.invert import check_out_dir, load_targets, unique_stems
-    from ganinv.io import collect_images, make_grid, save_image, save_npz
+    from ganinv.io import collect_images, save_image, save_labeled_grid, save_npz
     from ganinv.modelfile import atomic_write
     from ganinv.physics import TASK_NAMES, make_task
     from ganinv.restore import restore as run_restore
@@ -366,10 +355,14 @@ def restore(
     cols = [c if c.shape[1] == C else c.expand(-1, C, -1, -1) if c.shape[1] == 1 else c.mean(1, keepdim=True)
             for c in cols]
     rows = torch.stack(cols, dim=1).flatten(0, 1)
-    grid = make_grid(rows[: 64 * len(cols)], nrow=len(cols))
-    files["grid"] = str(save_image(grid, out_dir / "grid.png", scale=4 if B <= 16 else 2))
     columns = (["clean"] if clean is not None else []) + (["observation"] if preview is not None else []) + \
         ([base_name] if base_img is not None else []) + [f"hypothesis {k}" for k in range(K)]
+    labels = (["input (clean)"] if clean is not None else []) + \
+        (["observation" if clean is not None else "input (observed)"] if preview is not None else []) + \
+        ([f"baseline: {base_name}"] if base_img is not None else []) + \
+        [f"hypothesis {k}" + (" (best fit)" if k == 0 and K > 1 else "") for k in range(K)]
+    files["grid"] = str(save_labeled_grid(rows[: 64 * len(cols)], labels, out_dir / "grid.png",
+                                          scale=4 if B <= 16 else 2))
 
     def mean(values: list[Any]) -> float | None:
         vals = [float(v) for v in values if v is not None]
@@ -410,7 +403,7 @@ def restore(
         if K > 1:
             cells.append(f"{r['diversity']:.4f}")
         table.add_row(*cells)
-    out.print(table)
+    print_table(table)
     if scored_note:
         console.print(f"[dim]{scored_note}[/]")
     console.print(f"wrote {B} restoration{'s' if B != 1 else ''}, observations, grid.png and summary.json to "

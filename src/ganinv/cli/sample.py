@@ -7,24 +7,22 @@ from typing import Annotated
 
 import typer
 
-from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, ModelOpt, OutputRangeOpt, WeightsOpt,
-                               console, resolve_generator)
+from ganinv.cli.common import console
+from ganinv.cli.groups import ModelChoice
 
 
 def sample(
-    model: ModelOpt = None,
     n: Annotated[int, typer.Option("-n", "--num", min=1, max=4096, help="Number of samples.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same images).")] = 0,
     truncation: Annotated[float, typer.Option(min=0.0, max=2.0, help="Truncation ψ (1 = none).")] = 1.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG grid.")] = Path("samples.png"),
     scale: Annotated[int, typer.Option(min=1, max=16, help="Nearest-neighbour enlargement of the grid.")] = 4,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
+    model: ModelChoice = ModelChoice(),
 ) -> None:
     """Sample N images from a model and save them as one grid."""
     from ganinv.io import save_grid
 
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    G, name = model.load()
     images = G.sample(n, seed=seed, truncation=truncation)
     save_grid(images, out, scale=scale)
     console.print(f"wrote {n} samples of [bold]{name}[/] (seed {seed}) to {out}")

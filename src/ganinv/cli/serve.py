@@ -9,31 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    MaxMemoryOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    apply_max_memory,
-    console,
-    resolve_device,
-    resolve_generator,
-)
+from ganinv.cli.common import MaxMemoryOpt, apply_max_memory, console
+from ganinv.cli.groups import ModelChoice, Runtime
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on. The default serves this machine only; "
                                       "0.0.0.0 opens the app to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 7860,
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None,
-    weights: WeightsOpt = None,
-    latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None,
-    output_range: OutputRangeOpt = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Inversion/restoration jobs that run at once; the others "
                                              "wait in the queue, in order. Slider renders never wait for them.")] = 1,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted (MB).")] = 10.0,
@@ -44,9 +27,9 @@ def serve(
                                                      "temporary folder).")] = None,
     warm_up: Annotated[bool, typer.Option(help="Compute the Edit tab's directions in the background at start.")
                        ] = True,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     max_memory: MaxMemoryOpt = None,
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(device="cpu"),
 ) -> None:
     """Serve the web app: Invert, Restore and Edit tabs in the browser (gradio)."""
     folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="ganinv-web-"))
@@ -54,16 +37,13 @@ def serve(
     # gradio reads these when first imported: uploads go under our folder, no analytics calls
     os.environ.setdefault("GRADIO_TEMP_DIR", str(folder / "uploads"))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import torch
-
     from ganinv.web.backend import Limits, Workbench
 
     budget = apply_max_memory(max_memory)
-    if threads:
-        torch.set_num_threads(threads)
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    dev = runtime.setup()
+    G, name = model.load()
     from ganinv.web.app import launch  # gradio: only once the model is known to load
-    G = G.to(resolve_device(device))
+    G = G.to(dev)
     if concurrency > 1:  # jobs that run at once share the budget (each would otherwise plan with all of it)
         from ganinv import memory
 

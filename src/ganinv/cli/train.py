@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ganinv.cli.common import console, resolve_device
+from ganinv.cli.common import console
+from ganinv.cli.groups import Runtime, ThreadsOpt, apply_threads
 from ganinv.errors import InputError
 
 
@@ -54,26 +55,21 @@ def train_gan(
                                                          "decay keeps its place as a fraction of the run).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Start a fresh run from an exported model folder's "
                                                       "generator and discriminator weights (fine-tuning).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
-    device: Annotated[str, typer.Option(help="Where to train: cpu, cuda, cuda:N or auto (cuda when available).")
-                      ] = "cpu",
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2).")] = None,
     export_best: Annotated[bool, typer.Option(help="Export the evaluated snapshot with the lowest Fréchet distance "
                                                    "to the train split among those meeting the confidence/coverage "
                                                    "floor (the held-out split only measures the result).")] = False,
+    runtime: Runtime = Runtime(device="cpu"),
 ) -> None:
     """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier.
 
     Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-gan ...`` (gloo on CPU, NCCL on CUDA)."""
-    import torch
-
     from ganinv import zoo
     from ganinv.train import distributed as ddp
     from ganinv.train.gan import GanTrainConfig, GanTrainer
 
-    if threads:
-        torch.set_num_threads(threads)
+    dev = runtime.setup()
     pair = None
     if betas:
         try:
@@ -89,7 +85,7 @@ def train_gan(
                          batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)
-    with ddp.session(resolve_device(device)) as dev:
+    with ddp.session(dev) as dev:
         trainer = GanTrainer(out, cfg, device=dev)
         if trainer.main and zoo.DEFAULT_CLASSIFIER not in zoo.available():
             console.print("[yellow]note:[/] no bundled classifier yet; quality is logged once it exists")
@@ -109,7 +105,7 @@ def train_gan(
 def train_classifier(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path("runs/mnist-classifier"),
     epochs: Annotated[int, typer.Option(min=1, help="Epochs over the train split.")] = 20,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    threads: ThreadsOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     width: Annotated[int, typer.Option(min=4, help="Channels of the first convolution (32: the evaluation "
                                        "classifier).")] = 32,
@@ -117,12 +113,9 @@ def train_classifier(
 ) -> None:
     """Train the digit classifier used for evaluation (≥ 98% held-out accuracy), or another one (e.g. the
     auxiliary classifier of `ganinv balance-classes`: --width 16 --feature-dim 64 --seed 1 --epochs 12)."""
-    import torch
-
     from ganinv.train.classifier import train_classifier as run
 
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     meta = run(out, epochs=epochs, seed=seed, width=width, feature_dim=feature_dim)
     console.print(f"held-out accuracy {meta['heldout_accuracy']:.4f}; wrote {out}")
 
@@ -156,22 +149,18 @@ def train_encoder(
                                                          "training even before --iterations.")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm-start a fresh run from an exported encoder folder "
                                                       "of the same architecture.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2-encoder).")] = None,
+    runtime: Runtime = Runtime(device="cpu"),
 ) -> None:
     """Train a pSp/e4e/ReStyle-style encoder for a bundled generator (generated + real digits), resumably.
 
     Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-encoder ...`` (gloo on CPU, NCCL on CUDA)."""
-    import torch
-
     from ganinv import zoo
     from ganinv.train import distributed as ddp
     from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer
 
-    if threads:
-        torch.set_num_threads(threads)
+    dev = runtime.setup()
     zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
     cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
@@ -179,7 +168,7 @@ def train_encoder(
                              val_every=val_every, val_images=val_images,
                              seed=seed, time_budget=time_budget * 60 if time_budget else None,
                              init_from=str(init_from) if init_from else None)
-    with ddp.session(resolve_device(device)) as dev:
+    with ddp.session(dev) as dev:
         trainer = EncoderTrainer(out, cfg, device=dev)
         if trainer.iteration and trainer.main:
             console.print(f"resuming {out} at iteration {trainer.iteration}")
@@ -210,21 +199,18 @@ def balance_classes(
                                              "loss is weighted by (0: each batch's own shares).")] = 0.9,
     eval_every: Annotated[int, typer.Option(min=1, help="Measure quality (10k samples) every N steps.")] = 25,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's).")] = None,
+    threads: ThreadsOpt = None,
     export: Annotated[Optional[Path], typer.Option(help="When done, write the model folder here: the evaluated "
                                                    "snapshot closest to the train split (Fréchet distance) "
                                                    "among those meeting the quality floor.")] = None,
 ) -> None:
     """Even out how often a StyleGAN2 draws each class by fine-tuning only its mapping network against an
     auxiliary classifier (the synthesis network, and so the image of every w, is unchanged); resumable."""
-    import torch
-
     from ganinv import zoo
     from ganinv.modelfile import load_pretrained, read_config
     from ganinv.train.class_balance import BalanceConfig, MappingBalancer
 
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     folder = Path(model)
     if not (folder / "config.json").is_file():
         folder = zoo.model_dir(model)  # unknown names fail here, with the list of bundled models

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ganinv.errors import InputError
+from ganinv.filemode import match_ordinary_mode
 
 FORMAT = "ganinv-dataset/1"
 RUN_FILE = "run.json"
@@ -112,6 +113,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        match_ordinary_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
