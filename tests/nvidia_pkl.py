@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ganinv.generators.stylegan2 import StyleGAN2Generator, make_kernel
+from ganinv.generators.stylegan2_discriminator import StyleGAN2Discriminator
 
 DEFAULT_MODULE_SRC = '"""Stand-in for NVIDIA\'s training/networks.py source (never executed by ganinv)."""\n'
 _FAKE_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
@@ -238,10 +239,68 @@ def _generator_record(bld: _Builder, G: StyleGAN2Generator, *, conditional: bool
         num_ws=G.num_ws, **(extra_state or {}))
 
 
+def _conv_record(bld: _Builder, weight: Tensor, bias: Tensor | None, activation: str, down: int,
+                 conv_clamp: int | None) -> Persistent:
+    """An NVIDIA ``Conv2dLayer`` (``weight`` ``[O, I, k, k]``, optional ``bias``, its ``resample_filter``)."""
+    out_ch, in_ch, k, _ = weight.shape
+    return bld.record(
+        "training.networks.Conv2dLayer", params={"weight": weight, **({"bias": bias} if bias is not None else {})},
+        buffers={"resample_filter": make_kernel([1, 3, 3, 1])},
+        init_kwargs={"in_channels": in_ch, "out_channels": out_ch, "kernel_size": k, "bias": bias is not None,
+                     "activation": activation, "down": down, "conv_clamp": conv_clamp},
+        activation=activation, up=1, down=down, conv_clamp=conv_clamp, padding=k // 2,
+        weight_gain=np.float64(1 / np.sqrt(in_ch * k * k)),
+        act_gain=float(np.sqrt(2)) if activation == "lrelu" else 1.0)
+
+
+def discriminator_record(bld: _Builder, D: StyleGAN2Discriminator, *, conv_clamp: int | None = None,
+                         architecture: str = "resnet", c_dim: int = 0) -> Persistent:
+    """NVIDIA's ``training.networks.Discriminator`` record holding ``D``'s weights (ganinv → NVIDIA names, the
+    inverse of :func:`ganinv.convert.discriminator.nvidia_discriminator`)."""
+    sd = {k: v.detach().clone() for k, v in D.state_dict().items()}
+    res = [D.resolution // 2 ** i for i in range(len(D.blocks))]  # R, R/2, …, 8
+    blocks: dict[str, Any] = {}
+    for i, r in enumerate(res):
+        modules: dict[str, Any] = {}
+        if i == 0:
+            modules["fromrgb"] = _conv_record(bld, sd["from_rgb.weight"], sd["from_rgb.act.bias"], "lrelu", 1,
+                                              conv_clamp)
+        modules["conv0"] = _conv_record(bld, sd[f"blocks.{i}.conv1.weight"], sd[f"blocks.{i}.conv1.act.bias"], "lrelu",
+                                        1, conv_clamp)
+        modules["conv1"] = _conv_record(bld, sd[f"blocks.{i}.conv2.weight"], sd[f"blocks.{i}.conv2.act.bias"], "lrelu",
+                                        2, conv_clamp)
+        modules["skip"] = _conv_record(bld, sd[f"blocks.{i}.skip.weight"], None, "linear", 2, None)
+        blocks[f"b{r}"] = bld.record(
+            "training.networks.DiscriminatorBlock", buffers={"resample_filter": make_kernel([1, 3, 3, 1])},
+            modules=modules, in_channels=0 if i == 0 else D.channels[str(r)], resolution=r,
+            img_channels=D.img_channels, architecture=architecture, use_fp16=False, channels_last=False,
+            num_layers=len(modules))
+    epi: dict[str, Any] = {}
+    if D.mbstd_group > 0:
+        epi["mbstd"] = bld.record("training.networks.MinibatchStdLayer", group_size=D.mbstd_group, num_channels=1)
+    epi["conv"] = _conv_record(bld, sd["final_conv.weight"], sd["final_conv.act.bias"], "lrelu", 1, conv_clamp)
+    epi["fc"] = bld.fc(sd["final_linear.weight"], sd["final_linear.bias"], 1.0, "lrelu")
+    epi["out"] = bld.fc(sd["head.weight"], sd["head.bias"], 1.0, "linear")
+    c4 = D.channels["4"]
+    blocks["b4"] = bld.record("training.networks.DiscriminatorEpilogue", modules=epi, in_channels=c4, cmap_dim=0,
+                              resolution=4, img_channels=D.img_channels, architecture=architecture)
+    if c_dim:
+        embed = bld.fc(torch.randn(c4, c_dim), torch.zeros(c4), 1.0, "linear")
+        blocks["mapping"] = bld.record("training.networks.MappingNetwork", modules={"embed": embed})
+    return bld.record(
+        "training.networks.Discriminator", modules=blocks,
+        init_kwargs={"c_dim": c_dim, "img_resolution": D.resolution, "img_channels": D.img_channels,
+                     "architecture": architecture, "conv_clamp": conv_clamp,
+                     "epilogue_kwargs": bld.EasyDict(mbstd_group_size=D.mbstd_group)},
+        c_dim=c_dim, img_resolution=D.resolution, img_channels=D.img_channels, block_resolutions=res)
+
+
 def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str = DEFAULT_MODULE_SRC,
                      conditional: bool = False, stylegan3: bool = False, include_w_avg: bool = True,
                      include_g_ema: bool = True, conv_clamp: int | None = None,
-                     extra_generator_state: dict[str, Any] | None = None, protocol: int = 4) -> Path:
+                     extra_generator_state: dict[str, Any] | None = None, protocol: int = 4,
+                     D: StyleGAN2Discriminator | None = None, include_d: bool = True,
+                     d_kwargs: dict[str, Any] | None = None) -> Path:
     """Write ``G`` as NVIDIA's ``{G, D, G_ema, training_set_kwargs, augment_pipe}`` network pickle.
 
     Args:
@@ -255,6 +314,10 @@ def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str
         conv_clamp: value recorded in ``synthesis_kwargs`` (NVIDIA's configs use 256).
         extra_generator_state: extra entries in the generator record's state (e.g. a malicious object).
         protocol: pickle protocol (NVIDIA's files are protocol 3/4).
+        D: a discriminator written as NVIDIA's real ``D`` (:func:`discriminator_record`); without it ``D`` is a
+            stub record that does not convert.
+        include_d: write ``D`` at all.
+        d_kwargs: options of :func:`discriminator_record` (``architecture``, ``c_dim``, ``conv_clamp``).
     """
     path = Path(path)
     with fake_nvidia_modules() as (reconstruct, easydict):
@@ -263,7 +326,7 @@ def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str
                       conv_clamp=conv_clamp, extra_state=extra_generator_state)
         g_ema = _generator_record(bld, G, **kwargs)
         g_train = _generator_record(bld, G, **kwargs)
-        disc = bld.record(
+        disc = discriminator_record(bld, D, **(d_kwargs or {})) if D is not None else bld.record(
             "training.networks.Discriminator",
             modules={"b4": bld.record("training.networks.DiscriminatorEpilogue",
                                       params={"out_weight": torch.randn(1, 8), "out_bias": torch.zeros(1)})},
@@ -272,7 +335,7 @@ def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str
         augment = bld.record("training.augment.AugmentPipe", buffers={"p": torch.zeros([])},
                              init_kwargs={"xflip": 1, "rotate90": 1}, xflip=1.0, rotate90=1.0,
                              Hz_table=np.linspace(0, 1, 4, dtype=np.float32))
-        data = {"G": g_train, "D": disc, "augment_pipe": augment,
+        data = {"G": g_train, **({"D": disc} if include_d else {}), "augment_pipe": augment,
                 "training_set_kwargs": easydict(class_name="training.dataset.ImageFolderDataset",
                                                 path="~/datasets/digits.zip", use_labels=False, max_size=4000,
                                                 xflip=False, resolution=G.resolution)}

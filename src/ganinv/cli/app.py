@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ganinv.cli import (dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models, restore,
-                        sample, serve, train)
+from ganinv.cli import (convert, dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models,
+                        restore, sample, serve, train)
 from ganinv.cli.common import friendly_errors
 from ganinv.cli.groups import expand_groups
 
@@ -20,6 +20,7 @@ for name, command in {
     "models": models.models,
     "sample": sample.sample,
     "info": info.info,
+    "convert": convert.convert,
     "demo": demo.demo,
     "train-gan": train.train_gan,
     "train-classifier": train.train_classifier,
