@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("COLUMNS", "200")  # wide rich tables in CLI output captured by tests
+os.environ["GANINV_OFFLINE"] = "1"  # never download weights (tests/test_weights.py serves its own on 127.0.0.1)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

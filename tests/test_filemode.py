@@ -69,7 +69,7 @@ def test_help_does_not_import_torch() -> None:
     """``ganinv --help`` (and a command's --help) parse and print without importing torch or the other heavy
     packages; they are imported where a command runs."""
     code = ("import sys\nfrom ganinv.cli.app import app\n"
-            "for args in (['--help'], ['invert', '--help'], ['restore', '--help'], ['serve', '--help'], ['convert', '--help']):\n"
+            "for args in (['--help'], ['invert', '--help'], ['restore', '--help'], ['serve', '--help'], ['convert', '--help'], ['weights', '--help']):\n"
             "    try:\n        app(args, prog_name='ganinv')\n    except SystemExit as e:\n        assert e.code == 0, e.code\n"
             "heavy = sorted(m for m in ('torch', 'numpy', 'deepinv', 'gradio', 'ray', 'lpips', 'PIL') if m in sys.modules)\n"
             "print('HEAVY', heavy)\n")

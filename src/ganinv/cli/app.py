@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ganinv.cli import (convert, dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models,
-                        restore, sample, serve, train)
+                        restore, sample, serve, train, weights)
 from ganinv.cli.common import friendly_errors
 from ganinv.cli.groups import expand_groups
 
@@ -35,6 +35,7 @@ for name, command in {
     "interpolate": interpolate.interpolate,
     "mix": mix.mix,
     "serve": serve.serve,
+    "weights": weights.weights,
 }.items():
     app.command(name)(friendly_errors(expand_groups(command)))
 

@@ -44,10 +44,13 @@ SWEEP_FRAMES = 24
 
 
 def edit(
-    inputs: Annotated[list[Path], typer.Argument(help="Images, folders of images and/or .npz latent files (from "
-                                                 "`ganinv invert`).", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Images, folders of images and/or latent files: .npz "
+                                                 "(`ganinv invert`, NVIDIA projected_w.npz), .npy, ReStyle/HyperStyle "
+                                                 "latents.npy, e4e latents.pt (every code in it), PTI <image>/0.pt, "
+                                                 "rosinality projector .pt.", show_default=False)],
     direction: Annotated[str, typer.Option("--direction", "-d", help="A direction file (.npy InterFaceGAN "
-                                           "boundary, .npz GANSpace/SeFa components, FILE.npz:K) or pca:K / "
+                                           "boundary, .npz GANSpace/SeFa components, FILE.npz:K, e4e/SFE "
+                                           "interfacegan_directions/*.pt, ganspace_pca/*_pca.pt[:K]) or pca:K / "
                                            "sefa:K computed on the fly (K from 0; sefa:K factorises the "
                                            "--layers rows).",
                                            show_default=False)],
@@ -57,7 +60,8 @@ def edit(
                                            "deviation along the direction (see --units).")] = "-3,-1.5,0,1.5,3",
     layers: Annotated[Optional[str], typer.Option(help="w+ rows to move, A-B inclusive (e.g. 0-3 = coarse); "
                                                   "default all.")] = None,
-    component: Annotated[Optional[int], typer.Option(help="Component of a .npz direction file (default 0).")
+    component: Annotated[Optional[int], typer.Option(help="Component of a .npz / *_pca.pt direction file "
+                                                     "(default 0).")
                          ] = None,
     units: Annotated[str, typer.Option(help="sigma: strength 1 = one standard deviation of the model's codes "
                                        "along the direction; raw: strength 1 = one latent unit (InterFaceGAN's "
@@ -71,11 +75,16 @@ def edit(
     prior: PriorOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
+    latent_format: Annotated[str, typer.Option("--latent-format", help="Also write the edited codes for another "
+                                               "tool, named <stem>_edit_<k> (k: the strength's index): e4e "
+                                               "(latents.pt), restyle (latents.npy), rosinality (<first>.pt) or "
+                                               "pti (<name>/0.pt); ganinv / nvidia: only the _edit.npz files.")
+                     ] = "ganinv",
 ) -> None:
     """Edit images or latent codes along a direction: a strip and a GIF per input in OUT."""
     import torch
 
-    from ganinv.editing import apply_direction, parse_layers, render, resolve_direction
+    from ganinv.editing import apply_direction, parse_layers, render, resolve_direction, to_wplus
     from ganinv.editing.codes import edit_space
     from ganinv.io import save_grid, save_npz, save_video
 
@@ -88,6 +97,9 @@ def edit(
     G = G.to(dev)
     num_ws = getattr(G, "num_ws", None)
     space = edit_space(G)
+    from ganinv.latentfiles import check_format
+
+    latent_format = check_format(latent_format, space=space)
     if layers is not None and num_ws is None:
         raise InputError(f"--layers selects rows of w+, and this {G.arch} generator has only {space}; drop --layers")
     rows = parse_layers(layers, num_ws) if num_ws is not None else None
@@ -103,6 +115,7 @@ def edit(
     scale = display_scale(G)
     classifier = digit_classifier(G)
     records = []
+    foreign: list[tuple[str, str, torch.Tensor, str, torch.Tensor]] = []  # stem, source, codes, space, images
     for code in track(codes, description=f"editing {len(codes)} code{'s' if len(codes) != 1 else ''}",
                       console=console, transient=True):
         Gc = code.generator or G
@@ -120,10 +133,25 @@ def edit(
         npz = save_npz(out_dir / f"{code.stem}_edit.npz", arrays)
         records.append({"input": code.source, "stem": code.stem, "strip": strip.name, "gif": gif.name,
                         "codes": npz.name, "space": out_space, "classes": digit_classes(classifier, images)})
+        if latent_format not in ("ganinv", "nvidia"):
+            foreign.append((code.stem, code.source, edited.detach().cpu(), out_space, images.detach().cpu()))
 
+    written = []
+    if foreign:
+        from ganinv.latentfiles import LatentBatch, write_latents
+
+        wp = [to_wplus(c, sp, num_ws) if sp == "w" and any(f[3] == "w+" for f in foreign) else c
+              for _, _, c, sp, _ in foreign]
+        batch_space = "w+" if any(f[3] == "w+" for f in foreign) else foreign[0][3]
+        batch = LatentBatch.from_generator(
+            G, [f"{stem}_edit_{k}" for stem, _, c, _, _ in foreign for k in range(c.shape[0])],
+            [source for _, source, c, _, _ in foreign for _ in range(c.shape[0])], torch.cat(wp), batch_space,
+            images=torch.cat([f[4] for f in foreign]))
+        written = [str(p.relative_to(out_dir)) for p in write_latents(latent_format, out_dir, batch)]
     summary = {"model": name, "direction": direction, "direction_name": d.name, "space": d.space,
                "sigma": d.sigma, "units": units, "strengths": values, "layers": layers or "all",
-               "inversion_method": method, "records": records}
+               "inversion_method": method, "records": records, "latent_format": latent_format,
+               **({"latent_files": written} if written else {})}
     (out_dir / "edit.json").write_text(json.dumps(summary, indent=2) + "\n")
     if any(r["classes"] is not None for r in records):
         table = Table(title=f"predicted digit at each strength ({d.name}, σ = {d.sigma:.3g})")
@@ -137,3 +165,6 @@ def edit(
     listed = ", ".join(f"{v:g}" for v in values)
     console.print(f"wrote {len(records)} strip(s) (_edit.png), GIF(s) (_edit.gif) and codes (_edit.npz) to "
                   f"{escape(str(out_dir))}/ — {escape(d.name)} on {where}, strengths {listed} ({units})")
+    if written:
+        console.print(f"wrote the edited codes in {latent_format}'s format: {escape(', '.join(written[:3]))}"
+                      f"{' …' if len(written) > 3 else ''}")

@@ -42,8 +42,10 @@ from ganinv.errors import InputError
 
 
 def interpolate(
-    a: Annotated[Path, typer.Argument(help="First image or .npz latent file.", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Second image or .npz latent file.", show_default=False)],
+    a: Annotated[Path, typer.Argument(help="First image or latent file (.npz, .npy, .pt: one code).",
+                                      show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second image or latent file (.npz, .npy, .pt: one code).",
+                                      show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).",
                                           show_default=False)],
     steps_between: Annotated[int, typer.Option("--steps", help="Codes along the path, both ends included.")] = 8,
@@ -75,7 +77,7 @@ def interpolate(
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     G = G.to(dev)
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=inversion_steps, seed=seed, prior=prior,
-                        allow_pti=False)
+                        allow_pti=False, one_per_input=True)
     space = common_space([ca, cb], G)
     la, lb = convert_code(ca, space, G), convert_code(cb, space, G)
     kind = ("slerp" if space == "z" else "lerp") if how == "auto" else how

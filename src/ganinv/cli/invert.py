@@ -201,7 +201,7 @@ def check_loss(loss: str | None) -> list[str]:
     for name in names:
         if name.startswith("lpips"):
             net = "alex" if name == "lpips_alex" else "vgg"
-            if not lpips_available(net):
+            if not lpips_available(net, download=True):  # fetched on first use unless GANINV_OFFLINE=1
                 raise MissingWeightsError(missing_weights_message(net))
     return names
 
@@ -336,7 +336,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                   discriminator: nn.Module | None = None, video: Path | None = None, classifier: bool = True,
                   failures: list[dict[str, str]] | None = None, title: str | None = None,
                   method: str = "optimize", method_options: dict[str, Any] | None = None,
-                  encoder: Any = None) -> InvertOutcome:
+                  encoder: Any = None, latent_format: str = "ganinv") -> InvertOutcome:
     """Invert ``targets`` with one :func:`ganinv.inverters.invert` call and write everything to ``out_dir``.
 
     Args:
@@ -355,6 +355,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         method_options: the method's own settings (e.g. ``passes``, ``domain``, ``rank``); ``options`` go to its
             optimisation phase (hybrid) or pivot (pti).
         encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one).
+        latent_format: also write the codes in another tool's format (:data:`ganinv.latentfiles.LATENT_FORMATS`:
+            ``e4e``, ``restyle``, ``rosinality``, ``pti``); ``ganinv`` / ``nvidia`` write only the ``.npz``.
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -480,6 +482,13 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     stems = [t.stem for t in targets]
     result.save(out_dir, stems, num_ws=getattr(G, "num_ws", None))
     files: dict[str, str] = {}
+    foreign: list[Path] = []
+    if latent_format not in ("ganinv", "nvidia"):  # the field's formats, beside the .npz files
+        from ganinv.latentfiles import LatentBatch, write_latents
+
+        batch = LatentBatch.from_generator(G, stems, [t.source for t in targets], result.latent, result.space,
+                                           result.noise, image)
+        foreign = write_latents(latent_format, out_dir, batch)
     shown = min(B, COMPARISON_MAX_IMAGES)
     scale = 4 if shown <= 16 else (2 if shown <= 64 else 1)
     files["comparison"] = str(save_comparison(y[:shown], image[:shown], out_dir / "comparison.png", scale=scale))
@@ -520,7 +529,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         "device": str(G.device), "preset": preset, "options": {**options, **method_options},
         "settings": result.settings,
         "seconds": _num(result.seconds, 3), "mean": {k: _num(v) for k, v in means.items()},
-        "records": records, "failures": failures, "files": files,
+        "records": records, "failures": failures, "files": files, "latent_format": latent_format,
+        **({"latent_files": [str(p.relative_to(out_dir)) for p in foreign]} if foreign else {}),
     }
     atomic_write(out_dir / "summary.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str) + "\n"))
@@ -555,6 +565,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     deltas = " and generator deltas (.deltas.safetensors)" if result.deltas is not None else ""
     console.print(f"wrote {B} reconstruction{'s' if B != 1 else ''} (.png), latent{'s' if B != 1 else ''} "
                   f"(.npz){deltas} to {escape(str(out_dir))}/ with summary.json, {extras}")
+    if foreign:
+        shown_files = ", ".join(str(p.relative_to(out_dir)) for p in foreign[:3]) + (" …" if len(foreign) > 3 else "")
+        console.print(f"wrote the codes in {latent_format}'s format: {escape(shown_files)}")
     if "video" in files:
         console.print(f"wrote the optimisation video to {escape(files['video'])}")
     if lpips is None:
@@ -603,7 +616,8 @@ def invert(
                                                  "w+ for StyleGAN2).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the engine's).")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, "
-                                                "lpips, lpips_alex, dfeat).")] = None,
+                                                "lpips, lpips_alex, dfeat; lpips fetches its backbone once, "
+                                                "unless GANINV_OFFLINE=1).")] = None,
     restarts: Annotated[Optional[int], typer.Option(help="Optimisations per image; the best is kept.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Start from: auto (mean in W/W+, best-of-64 in z), mean, "
                                                      "random or best-of-N.")] = None,
@@ -629,6 +643,16 @@ def invert(
     video: Annotated[Optional[Path], typer.Option(help="Also write the optimisation as a .gif (or .mp4).")] = None,
     no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
                                                 "classifier).")] = False,
+    latent_format: Annotated[str, typer.Option("--latent-format", help="Latent files to write: ganinv (default: "
+                                               "<stem>.npz per image, w [1, num_ws, w_dim] or z [1, z_dim], plus "
+                                               "optimised noise_<i> maps); nvidia (the same .npz: NVIDIA's "
+                                               "projected_w.npz layout); or, beside the .npz files, e4e "
+                                               "(latents.pt, one tensor [N, num_ws, w_dim]), restyle (latents.npy, "
+                                               "a pickled dict {image name: [num_ws, w_dim]}, as ReStyle/HyperStyle "
+                                               "write it), rosinality (<first stem>.pt, {image path: {img, latent, "
+                                               "noise}} like its projector.py) or pti (<stem>/0.pt, a [1, num_ws, "
+                                               "w_dim] pivot per image). The last four hold W/W+ codes.")
+                     ] = "ganinv",
 ) -> None:
     """Invert images into a generator's latent space: reconstructions, latents (.npz), metrics and figures in OUT.
 
@@ -679,6 +703,9 @@ def invert(
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
+    from ganinv.latentfiles import check_format
+
+    latent_format = check_format(latent_format, space=options.get("space", G.default_space), method=method)
     discriminator = load_discriminator_for(model, generator) if "dfeat" in loss_terms else None
     G = G.to(dev)
     if discriminator is not None:
@@ -701,7 +728,7 @@ def invert(
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
                   video=video, classifier=not no_classifier, failures=failures, method=method,
-                  method_options=method_options, encoder=enc)
+                  method_options=method_options, encoder=enc, latent_format=latent_format)
     report_failures(failures)
     if failures:
         raise typer.Exit(1)

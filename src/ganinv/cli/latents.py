@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ganinv.generators.base import Generator
+    from ganinv.latentfiles import FileCode
 
-LATENT_SUFFIXES = (".npz", ".npy")
+#: Latent-file suffixes (ganinv/NVIDIA .npz, .npy incl. ReStyle's pickled latents.npy, e4e/PTI/rosinality .pt).
+LATENT_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
 EDIT_METHODS = ("optimize", "encoder", "hybrid", "pti")
 #: Latent-prior weight used when images are inverted for editing (optimize/hybrid) and --prior is not given:
 #: on the held-out digits it kept 99% of classes at 35.0 dB (37.2 without) and let InterFaceGAN directions flip
@@ -106,17 +108,20 @@ def _expand(inputs: list[Path]) -> list[Path]:
 
 def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path, *, method: str = "optimize",
                steps: int | None = None, seed: int | None = None, prior: float | None = None,
-               allow_pti: bool = True) -> list[Code]:
-    """Every input as a :class:`Code` for ``G``, in the order given.
+               allow_pti: bool = True, one_per_input: bool = False) -> list[Code]:
+    """Every input as :class:`Code` s for ``G``, in the order given.
 
-    Latent files (``.npz``/``.npy``) are read and checked against ``G`` (a PTI ``<stem>.deltas.safetensors``
-    next to an ``.npz`` is applied); images are inverted together in one batch with ``method`` and the
-    inversions written to ``out_dir/inverted/`` (reconstructions, ``.npz`` codes, ``summary.json``).
-    Optimising methods use the latent prior ``prior`` (None: :data:`EDIT_PRIOR`; not for z-only generators,
-    whose codes the engine keeps typical by other means).
+    Latent files (any format :func:`ganinv.latentfiles.read_latents` reads: ganinv/NVIDIA ``.npz``, ``.npy``,
+    ReStyle/HyperStyle ``latents.npy``, e4e ``latents.pt``, PTI ``0.pt``, rosinality projector ``.pt``) are read
+    and checked against ``G``; a file holding N codes gives N codes (stems ``<file>_<i>`` or the image names it
+    records), unless ``one_per_input`` (then it is refused). A PTI ``<stem>.deltas.safetensors`` next to an
+    ``.npz`` is applied. Images are inverted together in one batch with ``method`` and the inversions written to
+    ``out_dir/inverted/`` (reconstructions, ``.npz`` codes, ``summary.json``). Optimising methods use the latent
+    prior ``prior`` (None: :data:`EDIT_PRIOR`; not for z-only generators, whose codes the engine keeps typical
+    by other means).
     """
     from ganinv.cli.invert import load_targets, run_inversion, unique_stems
-    from ganinv.editing.codes import read_latent_file
+    from ganinv.latentfiles import read_latents
 
     if method not in EDIT_METHODS:
         raise InputError(f"unknown --method {method!r}; use one of {', '.join(EDIT_METHODS)}")
@@ -128,14 +133,30 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
     files = _expand(inputs)
     if not files:
-        raise InputError("no inputs given: pass images, folders of images or .npz latent files")
-    stems = unique_stems(files, out_dir)
-    codes: list[Code | None] = [None] * len(files)
-    image_idx = [i for i, p in enumerate(files) if p.suffix.lower() not in LATENT_SUFFIXES]
-    for i, path in enumerate(files):
-        if i in image_idx:
+        raise InputError("no inputs given: pass images, folders of images or latent files (.npz, .npy, .pt)")
+    # one entry per code: (input file, the code read from it or None for an image); stems from the codes' names
+    entries: list[tuple[Path, FileCode | None]] = []
+    for path in files:
+        if path.suffix.lower() not in LATENT_SUFFIXES:
+            entries.append((path, None))
             continue
-        code = read_latent_file(path, G)
+        found = read_latents(path, G)
+        if one_per_input and len(found) > 1:
+            raise InputError(f"{path} holds {len(found)} codes ({', '.join(c.name for c in found[:3])}"
+                             f"{' …' if len(found) > 3 else ''}); this command takes one code per input — "
+                             "edit them with `ganinv edit`, or pass a file with one code")
+        for fc in found:
+            entries.append((path, fc))
+    named = [p if fc is None or fc.name == p.stem else p.with_name(f"{fc.name}{p.suffix}") for p, fc in entries]
+    stems = unique_stems(named, out_dir)
+    codes: list[Code | None] = [None] * len(entries)
+    image_idx = [i for i, (_, fc) in enumerate(entries) if fc is None]
+    for i, (path, fc) in enumerate(entries):
+        if fc is None:
+            continue
+        code = fc.code
+        for note in fc.notes:
+            console.print(f"[yellow]note:[/] {escape(note)}")
         tuned = None
         deltas = path.with_name(f"{path.stem}.deltas.safetensors")
         if path.suffix.lower() == ".npz" and deltas.is_file():
@@ -146,10 +167,11 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
                                  "tuned generator cannot be combined with other codes")
             tuned = apply_deltas(G, load_deltas(deltas, G)).to(G.device)
             console.print(f"{escape(path.name)}: rendered with its PTI generator deltas ({escape(deltas.name)})")
-        codes[i] = Code(stems[i], str(path), code.latent.to(G.device), code.space,
+        source = f"{path}{fc.label[len(path.name):]}" if fc.label.startswith(f"{path.name}[") else str(path)
+        codes[i] = Code(stems[i], source, code.latent.to(G.device), code.space,
                         [n.to(G.device) for n in code.noise] if code.noise else None, tuned)
     if image_idx:
-        image_paths = [files[i] for i in image_idx]
+        image_paths = [entries[i][0] for i in image_idx]
         targets, failures = load_targets(image_paths, G, out_dir / "inverted")
         if failures:
             raise InputError(f"{failures[0]['input']}: {failures[0]['error']}")
@@ -168,7 +190,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             tuned_gs = [apply_deltas(G, d).to(G.device) for d in r.deltas]
         for j, i in enumerate(image_idx):
             noise = [n[j:j + 1].to(G.device) for n in r.noise] if r.noise is not None else None
-            codes[i] = Code(stems[i], str(files[i]), r.latent[j:j + 1].detach().to(G.device), r.space, noise,
+            codes[i] = Code(stems[i], str(entries[i][0]), r.latent[j:j + 1].detach().to(G.device), r.space, noise,
                             tuned_gs[j])
     return [c for c in codes if c is not None]
 

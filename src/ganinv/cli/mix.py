@@ -39,8 +39,9 @@ from ganinv.errors import InputError
 
 
 def mix(
-    a: Annotated[Path, typer.Argument(help="Base image or .npz latent file.", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Image or .npz latent file that gives the chosen layers.",
+    a: Annotated[Path, typer.Argument(help="Base image or latent file (.npz, .npy, .pt: one code).",
+                                      show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Image or latent file (one code) that gives the chosen layers.",
                                       show_default=False)],
     layers: Annotated[str, typer.Option(help="w+ rows taken from B, A-B inclusive (0 = coarsest), e.g. 4-7.",
                                         show_default=False)],
@@ -74,7 +75,7 @@ def mix(
     if rows is None:
         raise InputError("--layers is empty: give the w+ rows to take from B, e.g. 4-7")
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior,
-                        allow_pti=False)
+                        allow_pti=False, one_per_input=True)
     la, lb = convert_code(ca, "w+", G), convert_code(cb, "w+", G)
     mixed = mix_codes(la, lb, rows)
     tiles = torch.cat([render(G, la, "w+", ca.noise), render(G, lb, "w+", cb.noise),

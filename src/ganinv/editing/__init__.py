@@ -4,7 +4,9 @@
   (:func:`mix`) and moving along a direction on a layer range (:func:`apply_direction`);
 * :mod:`~ganinv.editing.directions` — GANSpace (:func:`ganspace`), SeFa (:func:`sefa`) and InterFaceGAN
   (:func:`interfacegan`, :func:`train_boundary`) directions, their files, and :func:`resolve_direction`;
-* :mod:`~ganinv.editing.codes` — latent files (``.npz``/``.npy``) read and checked for a generator;
+* :mod:`~ganinv.editing.codes` — latent codes read from files (any format of :mod:`ganinv.latentfiles`: ganinv/NVIDIA
+  ``.npz``, ``.npy``, e4e ``latents.pt``, ReStyle/HyperStyle ``latents.npy``, rosinality and PTI ``.pt``) and checked
+  for a generator;
 * :mod:`~ganinv.editing.render` — batched rendering of edits and direction grids.
 
 Typical use::

@@ -1,6 +1,8 @@
 """Latent codes read from files, checked against the generator they are meant for.
 
-Accepted files (what ``ganinv invert`` writes, NVIDIA's projector, InterFaceGAN's latent dumps):
+The readers live in :mod:`ganinv.latentfiles` (one module per format: ganinv/NVIDIA, e4e, ReStyle/HyperStyle,
+rosinality, PTI); :func:`read_latent_file` is their one-code entry point. ganinv's own files
+(what ``ganinv invert`` writes, NVIDIA's projector, InterFaceGAN's latent dumps):
 
 * ``.npz`` with ``w`` ``[1, num_ws, w_dim]`` (W+; a W code broadcast to every row is the same thing),
   ``[1, w_dim]`` or ``[w_dim]`` (W), or ``z`` ``[1, z_dim]`` / ``[z_dim]``; optional per-layer noise maps
@@ -66,35 +68,13 @@ def code_from_array(arr: np.ndarray, key: str, G: Generator, path: Path) -> tupl
 
 
 def read_latent_file(path: str | Path, G: Generator) -> LatentCode:
-    """Read one code for ``G`` from an ``.npz`` or ``.npy`` file (see the module notes); refuses a code of the
-    wrong shape (another model's) with an :class:`InputError`."""
-    from ganinv.io import load_latent_npz, load_npy
+    """Read the one code of a latent file for ``G`` — any format :func:`ganinv.latentfiles.read_latents` knows
+    (ganinv/NVIDIA ``.npz``, plain ``.npy``, ReStyle/HyperStyle ``latents.npy``, e4e ``latents.pt``, PTI ``0.pt``,
+    rosinality projector ``.pt``); refuses a code of the wrong shape (another model's) and a file holding several
+    codes with an :class:`InputError`."""
+    from ganinv.latentfiles import read_latent
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such latent file; check the path")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        arr = load_npy(path)
-        latent, space = code_from_array(arr, "w" if "w" in G.latent_spaces else "z", G, path)
-        return LatentCode(latent, space)
-    if suffix != ".npz":
-        raise InputError(f"{path}: a latent file must be .npz (from `ganinv invert`) or .npy")
-    arrays = load_latent_npz(path)
-    key = "w" if "w" in arrays else ("z" if "z" in arrays else None)
-    if key is None:
-        raise InputError(f"{path} holds {', '.join(sorted(arrays))}, but a latent file needs a 'w' or 'z' array")
-    latent, space = code_from_array(arrays[key], key, G, path)
-    noise = None
-    shapes = G.noise_shapes
-    if shapes and all(f"noise_{i}" in arrays for i in range(len(shapes))):
-        noise = []
-        for i, want in enumerate(shapes):
-            n = torch.from_numpy(np.ascontiguousarray(arrays[f"noise_{i}"], dtype=np.float32))
-            if tuple(n.shape[1:]) != tuple(want[1:]) or n.shape[0] != 1:
-                raise InputError(f"{path}: noise_{i} has shape {list(n.shape)}, expected {list(want)}")
-            noise.append(n)
-    return LatentCode(latent, space, noise)
+    return read_latent(path, G).code
 
 
 def to_space(code: Tensor, src: str, dst: str, G: Generator) -> Tensor:

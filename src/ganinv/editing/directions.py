@@ -13,6 +13,17 @@ File formats (REFERENCE.md; both load in plain NumPy):
   ``[K]``, and ``space`` / ``method`` / ``generator`` strings.
 * InterFaceGAN boundary: ``.npy`` ``[1, D]`` float32 unit normal, with a side file ``<name>.npy.json``
   recording the space, the generator's fingerprint and the SVM's validation accuracy.
+* e4e / SFE InterFaceGAN directions, ``editings/interfacegan_directions/*.pt``: a ``torch.save`` d tensor
+  ``[1, 512]`` (``age.pt``, ``smile.pt``; unit norm) or ``[1, num_ws, 512]`` with every row the same
+  (``pose.pt``); e4e applies them as ``latent + factor * direction``, i.e. to every W+ row (ours: unless
+  ``--layers`` picks rows).
+* e4e / SFE GANSpace components, ``editings/ganspace_pca/*_pca.pt``: ``{"comp": [K, 1, 512], "mean": [1, 512],
+  "std": [K]}`` (GANSpace's ``lat_comp``/``lat_mean``/``lat_stdev`` under other names). e4e's
+  ``ganspace.edit(latents, pca, [(pca_idx, start, end, strength)])`` moves rows ``start…end−1`` of each W+ code to
+  coordinate ``strength`` (in ``std`` units) along ``comp[pca_idx]``; here component ``K`` is the direction
+  ``comp[K]`` with ``sigma = std[K]``, applied as a relative step (``--strengths`` in σ, ``--layers start-(end−1)``).
+
+Torch files are read with ``torch.load(weights_only=True)`` (:func:`ganinv.latentfiles.safe.load_torch`).
 
 A direction whose dimension differs from the generator's edit space is refused with an
 :class:`~ganinv.errors.InputError` when it is loaded.
@@ -558,6 +569,13 @@ def load_components(path: str | Path, G: Generator, notes: list[str] | None = No
     if "lat_comp" not in arrays:
         raise InputError(f"{path} has no 'lat_comp' array; a components file holds lat_comp, lat_mean, lat_stdev "
                          "(GANSpace's format, written by `ganinv directions --method pca|sefa`)")
+    return _components_from(arrays, G, path, notes)
+
+
+def _components_from(arrays: dict[str, np.ndarray], G: Generator, path: Path,
+                     notes: list[str] | None) -> Components:
+    """:class:`Components` from GANSpace's arrays: ``lat_comp`` ``[K, 1, D]`` (or ``[K, D]``), optional
+    ``lat_mean`` ``[1, D]``, ``lat_stdev`` ``[K]`` (measured on ``G`` when absent)."""
     comp = np.asarray(arrays["lat_comp"], dtype=np.float32)
     if comp.ndim == 3 and comp.shape[1] == 1:
         comp = comp[:, 0]
@@ -566,12 +584,18 @@ def load_components(path: str | Path, G: Generator, notes: list[str] | None = No
     space = _check_dim(comp.shape[1], G, str(path))
     k, d = comp.shape
     vectors = torch.from_numpy(comp)
+    if not torch.isfinite(vectors).all() or bool((vectors.norm(dim=1) == 0).any()):
+        raise InputError(f"{path}: the components contain a zero row or NaN/Inf")
     vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
     mean = torch.from_numpy(np.asarray(arrays.get("lat_mean", np.zeros((1, d))), dtype=np.float32)).reshape(-1)
+    if mean.shape[0] != d:
+        raise InputError(f"{path}: the mean has {mean.shape[0]} entries for components of dimension {d}")
     if "lat_stdev" in arrays:
         stdev = torch.from_numpy(np.asarray(arrays["lat_stdev"], dtype=np.float32)).reshape(-1)
         if stdev.shape[0] != k:
             raise InputError(f"{path}: lat_stdev has {stdev.shape[0]} entries for {k} components")
+        if not torch.isfinite(stdev).all() or bool((stdev <= 0).any()):
+            raise InputError(f"{path}: the standard deviations must be finite and > 0")
     else:
         stdev = torch.tensor([direction_sigma(G, v) for v in vectors])
     method = str(arrays["method"]) if "method" in arrays else "pca"
@@ -583,40 +607,52 @@ def load_components(path: str | Path, G: Generator, notes: list[str] | None = No
                       method, space, fp)
 
 
-def load_direction(path: str | Path, G: Generator, component: int | None = None,
-                   notes: list[str] | None = None) -> Direction:
-    """Read a direction for ``G`` from a file.
+def _torch_direction(path: Path, G: Generator, component: int | None,
+                     notes: list[str] | None) -> Direction:
+    """An e4e/SFE direction ``.pt``: an InterFaceGAN tensor or a ``ganspace_pca`` dict (see the module notes)."""
+    from ganinv.latentfiles.safe import load_torch
 
-    * ``.npy``: an InterFaceGAN boundary ``[1, D]`` or ``[D]`` (normalised to unit length);
-    * ``.npz``: GANSpace/SeFa components; ``component`` picks one (default 0).
-
-    A dimension different from ``G``'s edit space is refused (:class:`InputError`); a direction computed
-    for another generator of the same size is applied with a note appended to ``notes``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such direction file; give a .npy boundary, a .npz of components, "
-                         "pca:K or sefa:K")
-    if not path.is_file():
-        raise InputError(f"{path} is not a file; give a .npy boundary or a .npz of components")
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
-        comps = load_components(path, G, notes)
-        d = comps.direction(0 if component is None else component)
-        d.name = f"{path.stem}:{0 if component is None else component}"
+    obj = load_torch(path, "direction file")
+    if isinstance(obj, dict) and {"comp", "mean", "std"} <= set(obj):
+        arrays = {}
+        for ours, theirs in (("lat_comp", "comp"), ("lat_mean", "mean"), ("lat_stdev", "std")):
+            value = obj[theirs]
+            if not isinstance(value, Tensor) or not value.is_floating_point():
+                raise InputError(f"{path}: {theirs!r} is not a float tensor")
+            arrays[ours] = value.detach().cpu().float().numpy()
+        comps = _components_from(arrays, G, path, notes)
+        k = 0 if component is None else component
+        d = comps.direction(k)
+        d.name = f"{path.stem}:{k}"
         return d
-    if suffix != ".npy":
-        raise InputError(f"{path}: a direction file is .npy (InterFaceGAN boundary) or .npz (GANSpace/SeFa)")
+    if isinstance(obj, dict):
+        keys = ", ".join(map(repr, list(obj)[:8]))
+        raise InputError(f"{path} holds a dict with keys {keys}; a direction .pt is a tensor [1, D] (e4e "
+                         "interfacegan_directions) or {'comp', 'mean', 'std'} (e4e ganspace_pca)")
+    if not isinstance(obj, Tensor) or not obj.is_floating_point():
+        raise InputError(f"{path} holds a {type(obj).__name__}; a direction .pt is a float tensor [1, D] or an "
+                         "e4e ganspace_pca dict")
     if component is not None:
-        raise InputError(f"{path} is a single boundary; a component number applies to .npz files only")
-    from ganinv.io import load_npy
+        raise InputError(f"{path} is a single direction; a component number applies to .npz and *_pca.pt files")
+    arr = obj.detach().cpu().float()
+    shape = list(arr.shape)
+    if arr.dim() == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.dim() == 2 and arr.shape[0] > 1:  # one row per W+ layer (e4e's pose.pt): the same row everywhere
+        if not torch.allclose(arr, arr[:1].expand_as(arr), rtol=1e-5, atol=1e-6):
+            raise InputError(f"{path}: this direction has {arr.shape[0]} different rows (shape {shape}); ganinv "
+                             "applies one [D] vector to the rows --layers picks, so give a [1, D] direction")
+        arr = arr[:1]
+    return _vector_direction(arr.numpy(), shape, path, G, notes)
 
-    arr = load_npy(path)
-    arr = np.asarray(arr)
+
+def _vector_direction(arr: np.ndarray, shape: list[int], path: Path, G: Generator,
+                      notes: list[str] | None) -> Direction:
+    """A unit :class:`Direction` from a ``[1, D]`` / ``[D]`` array (InterFaceGAN's layout)."""
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"{path}: a boundary must be a [1, D] or [D] numeric array, got shape {list(arr.shape)}")
+        raise InputError(f"{path}: a boundary must be a [1, D] or [D] numeric array, got shape {shape}")
     space = _check_dim(arr.shape[0], G, str(path))
     v = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if not torch.isfinite(v).all() or v.norm() == 0:
@@ -632,9 +668,50 @@ def load_direction(path: str | Path, G: Generator, component: int | None = None,
     return Direction(v, space, direction_sigma(G, v), path.stem)
 
 
+DIRECTION_SUFFIXES = (".npy", ".npz", ".pt", ".pth")
+
+
+def load_direction(path: str | Path, G: Generator, component: int | None = None,
+                   notes: list[str] | None = None) -> Direction:
+    """Read a direction for ``G`` from a file.
+
+    * ``.npy``: an InterFaceGAN boundary ``[1, D]`` or ``[D]`` (normalised to unit length);
+    * ``.npz``: GANSpace/SeFa components; ``component`` picks one (default 0);
+    * ``.pt`` / ``.pth``: an e4e/SFE InterFaceGAN direction ``[1, D]`` (or ``[1, num_ws, D]`` with equal rows), or
+      an e4e ``ganspace_pca`` dict ``{"comp": [K, 1, D], "mean": [1, D], "std": [K]}`` (``component`` picks one).
+
+    A dimension different from ``G``'s edit space is refused (:class:`InputError`); a direction computed
+    for another generator of the same size is applied with a note appended to ``notes``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such direction file; give a .npy boundary, a .npz of components, an e4e "
+                         ".pt direction, pca:K or sefa:K")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file; give a .npy boundary, a .npz of components or an e4e .pt")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        comps = load_components(path, G, notes)
+        d = comps.direction(0 if component is None else component)
+        d.name = f"{path.stem}:{0 if component is None else component}"
+        return d
+    if suffix in (".pt", ".pth"):
+        return _torch_direction(path, G, component, notes)
+    if suffix != ".npy":
+        raise InputError(f"{path}: a direction file is .npy (InterFaceGAN boundary), .npz (GANSpace/SeFa) or .pt "
+                         "(e4e/SFE interfacegan_directions, ganspace_pca)")
+    if component is not None:
+        raise InputError(f"{path} is a single boundary; a component number applies to .npz and *_pca.pt files")
+    from ganinv.io import load_npy
+
+    arr = np.asarray(load_npy(path))
+    return _vector_direction(arr, list(arr.shape), path, G, notes)
+
+
 def resolve_direction(spec: str, G: Generator, *, component: int | None = None,
                       layers: Sequence[int] | None = None, notes: list[str] | None = None) -> Direction:
-    """Turn ``FILE`` (``.npy``/``.npz``), ``FILE.npz:K``, ``pca:K`` or ``sefa:K`` into a :class:`Direction` for ``G``.
+    """Turn ``FILE`` (``.npy``/``.npz``/``.pt``), ``FILE.npz:K`` / ``FILE_pca.pt:K``, ``pca:K`` or ``sefa:K`` into a
+    :class:`Direction` for ``G``.
 
     ``pca:K`` / ``sefa:K`` compute the components on the fly (K 0-based); ``layers`` restricts SeFa's
     factorisation to the layers reading those ``w+`` rows.
@@ -653,7 +730,7 @@ def resolve_direction(spec: str, G: Generator, *, component: int | None = None,
             raise InputError(f"bad direction {spec!r}: this generator has {d} components (0…{d - 1})")
         comps = ganspace(G, k=k + 1) if head.lower() == "pca" else sefa(G, k=k + 1, layers=layers)
         return comps.direction(k)
-    if head and not Path(spec).exists() and Path(head).suffix.lower() == ".npz" and tail.isdigit():
+    if head and not Path(spec).exists() and Path(head).suffix.lower() in (".npz", ".pt", ".pth") and tail.isdigit():
         if component is not None and component != int(tail):
             raise InputError(f"{spec!r} names component {tail} but --component says {component}")
         return load_direction(head, G, int(tail), notes)

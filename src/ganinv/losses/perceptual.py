@@ -1,16 +1,21 @@
-"""LPIPS perceptual distance (Zhang et al. 2018) on top of the ``lpips`` package, offline-safe.
+"""LPIPS perceptual distance (Zhang et al. 2018) on top of the ``lpips`` package; its backbone fetched once.
 
 ``lpips`` 0.1.4 ships only the small linear calibration layers in its wheel
-(``lpips/weights/v0.1/{vgg,alex}.pth``). Its backbone (VGG16 or AlexNet ImageNet features) normally
-comes from torchvision, which fetches ``vgg16-397923af.pth`` / ``alexnet-owt-7be5be79.pth`` into the
-torch hub cache (``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``) on first
-use. Here we never let it download: :class:`LPIPSLoss` checks for the cached file first and raises
-:class:`~ganinv.errors.MissingWeightsError` (naming the file, the full path to put it at and its URL)
-when it is absent; otherwise it builds ``lpips.LPIPS`` without pretrained weights on the meta device
-(``pnet_rand=True``, so torchvision is never asked for weights) and loads the trunk's convolution
-weights from that cached file itself with ``torch.load(weights_only=True)``, and the linear layers
-from the wheel. The result is the same network ``lpips.LPIPS(net=...)`` builds when the file is in the
-cache (a test checks this), built in a fraction of the time.
+(``lpips/weights/v0.1/{vgg,alex}.pth``). Its backbone (VGG16 or AlexNet ImageNet features) comes from
+torchvision's ``vgg16-397923af.pth`` / ``alexnet-owt-7be5be79.pth`` in the torch hub cache
+(``torch.hub.get_dir()/checkpoints``, i.e. ``$TORCH_HOME/hub/checkpoints``). :class:`LPIPSLoss` gets that file
+through :func:`ganinv.weights.ensure` (registry entries ``lpips-vgg`` / ``lpips-alex``): a cached file is used as it
+is; otherwise it is downloaded once, checksum-checked and renamed into place — unless downloads are off
+(``GANINV_OFFLINE=1``, ``--offline``), when :class:`~ganinv.errors.MissingWeightsError` names the file, the full
+path to put it at and its URL. torchvision itself is never asked to download: ``lpips.LPIPS`` is built without
+pretrained weights on the meta device (``pnet_rand=True``) and the trunk's convolution weights are loaded from
+that file with ``torch.load(weights_only=True)``, the linear layers from the wheel. The result is the same
+network ``lpips.LPIPS(net=...)`` builds when the file is in the cache (a test checks this), built in a fraction
+of the time.
+
+:func:`lpips_available` answers "usable right now without the network" (cached file): code that merely *prefers*
+LPIPS when it is there (``ganinv eval``, :func:`ganinv.metrics.lpips`) never starts a download; code whose user
+asked for LPIPS builds :class:`LPIPSLoss`, which fetches.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganinv.errors import CheckpointError, GaninvError, InputError, MissingWeightsError
+from ganinv import weights
+from ganinv.errors import CheckpointError, GaninvError, InputError
+
+WEIGHT_ENTRIES: dict[str, str] = {"vgg": "lpips-vgg", "alex": "lpips-alex"}
+"""LPIPS backbone name → its entry in :data:`ganinv.weights.REGISTRY`."""
 
 BACKBONES: dict[str, tuple[str, str]] = {
-    "vgg": ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
-    "alex": ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
-}
+    net: (weights.REGISTRY[entry].file_name, weights.REGISTRY[entry].url) for net, entry in WEIGHT_ENTRIES.items()}
 """LPIPS backbone name → (file name in the torch hub cache, URL torchvision downloads it from)."""
 
 LPIPS_MIN_SIZE = 64
@@ -46,31 +53,29 @@ def backbone_path(net: str = "vgg") -> Path:
 
     Follows ``torch.hub.get_dir()`` (``$TORCH_HOME/hub`` unless ``torch.hub.set_dir`` was called).
     """
-    return Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[_check_net(net)][0]
+    return weights.get(WEIGHT_ENTRIES[_check_net(net)]).path
 
 
 def missing_weights_message(net: str = "vgg") -> str:
-    """One-paragraph explanation of how to make LPIPS-``net`` work offline."""
-    file_name, url = BACKBONES[_check_net(net)]
-    return (f"LPIPS ({net}) needs the torchvision backbone weights {file_name}, which are not in the torch hub "
-            f"cache and cannot be downloaded here. Download {url} and put it at {backbone_path(net)} "
-            f"(or point TORCH_HOME at a folder whose hub/checkpoints/ holds it). Losses without lpips "
-            f"(e.g. --loss mse=1,ssim=0.5) work offline.")
+    """One-paragraph explanation of how to make LPIPS-``net`` work offline (:func:`ganinv.weights.missing_message`)."""
+    return weights.missing_message(WEIGHT_ENTRIES[_check_net(net)])
 
 
 def _packages_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("lpips", "torchvision"))
 
 
-def lpips_available(net: str = "vgg") -> bool:
-    """Whether :class:`LPIPSLoss` (``net`` = ``"vgg"`` or ``"alex"``) can be built offline right now.
+def lpips_available(net: str = "vgg", *, download: bool = False) -> bool:
+    """Whether :class:`LPIPSLoss` (``net`` = ``"vgg"`` or ``"alex"``) can be built right now.
 
-    True when ``lpips`` and ``torchvision`` are installed and the backbone file is in the torch hub cache.
-    Never raises for an unknown ``net`` (returns False) and never touches the network.
+    True when ``lpips`` and ``torchvision`` are installed and the backbone file is in the torch hub cache; with
+    ``download=True`` also when it is not but may be fetched (downloads are not off, see
+    :func:`ganinv.weights.is_offline`) — for code whose user asked for LPIPS. Never raises for an unknown ``net``
+    (returns False) and never touches the network.
     """
     if net not in BACKBONES or not _packages_installed():
         return False
-    return backbone_path(net).is_file()
+    return backbone_path(net).is_file() or (download and not weights.is_offline())
 
 
 def _load_backbone(path: Path) -> dict[str, Tensor]:
@@ -108,13 +113,18 @@ class LPIPSLoss(nn.Module):
         net: ``"vgg"`` (the usual choice for optimisation) or ``"alex"`` (the usual choice for evaluation).
         min_size: smallest image side fed to the network.
         max_size: largest smaller side fed to the network (None: no downsampling — the metric's setting).
+        offline: True never downloads the backbone, False may; None (default) follows ``GANINV_OFFLINE`` /
+            ``--offline`` (see :func:`ganinv.weights.ensure`).
 
     Raises:
-        MissingWeightsError: the backbone file is not in the torch hub cache (see :func:`missing_weights_message`).
+        MissingWeightsError: the backbone file is not in the torch hub cache and downloads are off (see
+            :func:`missing_weights_message`).
+        WeightsDownloadError: fetching the backbone failed (a :class:`~ganinv.errors.MissingWeightsError` too).
         CheckpointError: the cached backbone file is corrupt or does not match the network.
     """
 
-    def __init__(self, net: str = "vgg", min_size: int = LPIPS_MIN_SIZE, max_size: int | None = 256) -> None:
+    def __init__(self, net: str = "vgg", min_size: int = LPIPS_MIN_SIZE, max_size: int | None = 256, *,
+                 offline: bool | None = None) -> None:
         super().__init__()
         self.net_name = _check_net(net)
         self.min_size = int(min_size)
@@ -122,9 +132,7 @@ class LPIPSLoss(nn.Module):
         if not _packages_installed():
             raise GaninvError("LPIPS needs the 'lpips' and 'torchvision' packages: pip install lpips==0.1.4 "
                               "torchvision")
-        path = backbone_path(net)
-        if not path.is_file():
-            raise MissingWeightsError(missing_weights_message(net))
+        path = weights.ensure(WEIGHT_ENTRIES[net], offline=offline)
         state = _load_backbone(path)
         self.model = self._build(net, state, path).eval().requires_grad_(False)
 
