@@ -12,31 +12,20 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    console,
-    resolve_generator,
-)
+from ganinv.cli.common import console
+from ganinv.cli.groups import ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
-    DeviceOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
     StepsOpt,
-    ThreadsOpt,
     common_space,
     convert_code,
     display_scale,
     latent_arrays,
     load_codes,
     ping_pong,
-    setup_torch,
 )
 from ganinv.errors import InputError
 
@@ -51,15 +40,12 @@ def interpolate(
     steps_between: Annotated[int, typer.Option("--steps", help="Codes along the path, both ends included.")] = 8,
     how: Annotated[str, typer.Option("--how", help="lerp (straight line), slerp (great circle) or auto (slerp in "
                                      "z, lerp in w/w+).")] = "auto",
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: MethodOpt = "optimize",
     inversion_steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Interpolate between two images or codes: a strip, a GIF and the codes in OUT."""
     import torch
@@ -73,8 +59,8 @@ def interpolate(
     if how not in ("auto", "lerp", "slerp"):
         raise InputError(f"--how must be lerp, slerp or auto, got {how!r}")
     check_out_dir(out_dir)
-    dev = setup_torch(threads, device)
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    dev = runtime.setup()
+    G, name = model.load()
     G = G.to(dev)
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=inversion_steps, seed=seed, prior=prior,
                         allow_pti=False, one_per_input=True)

@@ -11,29 +11,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ganinv.cli.common import (
-    GeneratorOpt,
-    ImageShapeOpt,
-    LatentDimOpt,
-    ModelOpt,
-    OutputRangeOpt,
-    WeightsOpt,
-    console,
-    resolve_generator,
-)
+from ganinv.cli.common import console
+from ganinv.cli.groups import ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
-    DeviceOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
     StepsOpt,
-    ThreadsOpt,
     convert_code,
     display_scale,
     latent_arrays,
     load_codes,
-    setup_torch,
 )
 from ganinv.errors import InputError
 
@@ -47,15 +36,12 @@ def mix(
                                         show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).",
                                           show_default=False)],
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: MethodOpt = "optimize",
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Style mixing: A with the rows LAYERS of B's w+ code; A | B | mix in OUT."""
     import torch
@@ -65,8 +51,8 @@ def mix(
     from ganinv.io import save_grid, save_image, save_npz
 
     check_out_dir(out_dir)
-    dev = setup_torch(threads, device)
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    dev = runtime.setup()
+    G, name = model.load()
     G = G.to(dev)
     if "w+" not in G.latent_spaces:
         raise InputError(f"style mixing swaps rows of a w+ code, and this {G.arch} generator has only "
