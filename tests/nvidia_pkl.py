@@ -1,4 +1,4 @@
-"""Test helper: write NVIDIA stylegan2-ada-pytorch network pickles from ganinv generators.
+"""Test helper: write NVIDIA stylegan2-ada-pytorch / stylegan3 network pickles from ganinv generators.
 
 NVIDIA pickles each network through ``torch_utils.persistence`` as
 ``_reconstruct_persistent_obj(meta)`` with ``meta = {type, version, module_src, class_name,
@@ -29,6 +29,7 @@ from torch import Tensor
 
 from ganinv.generators.stylegan2 import StyleGAN2Generator, make_kernel
 from ganinv.generators.stylegan2_discriminator import StyleGAN2Discriminator
+from ganinv.generators.stylegan3 import StyleGAN3Generator
 
 DEFAULT_MODULE_SRC = '"""Stand-in for NVIDIA\'s training/networks.py source (never executed by ganinv)."""\n'
 _FAKE_MODULES = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
@@ -116,9 +117,10 @@ class _Builder:
         meta = dict(type="class", version=6, module_src=self.module_src, class_name=class_name, state=state)
         return Persistent(self.reconstruct, meta)
 
-    def fc(self, weight: Tensor, bias: Tensor, lr: float, activation: str) -> Persistent:
+    def fc(self, weight: Tensor, bias: Tensor, lr: float, activation: str,
+           class_name: str = "training.networks.FullyConnectedLayer") -> Persistent:
         out_f, in_f = weight.shape
-        return self.record("training.networks.FullyConnectedLayer", {"weight": weight, "bias": bias},
+        return self.record(class_name, {"weight": weight, "bias": bias},
                            init_kwargs={"in_features": in_f, "out_features": out_f, "activation": activation,
                                         "lr_multiplier": lr},
                            activation=activation, in_features=in_f, out_features=out_f,
@@ -349,3 +351,153 @@ def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str
 def fake_modules_installed() -> list[str]:
     """Names of the stand-in modules still present in ``sys.modules`` (should be empty after writing)."""
     return [name for name in _FAKE_MODULES if name in sys.modules]
+
+
+# ----------------------------------------------------------------------------------
+# StyleGAN3 (training.networks_stylegan3)
+# ----------------------------------------------------------------------------------
+_SG3 = "training.networks_stylegan3"
+# ganinv StyleGAN3Generator config key → NVIDIA Generator keyword (flat: synthesis and layer arguments)
+_SG3_KWARGS = {"channel_base": "channel_base", "channel_max": "channel_max", "num_layers": "num_layers",
+               "num_critical": "num_critical", "first_cutoff": "first_cutoff", "first_stopband": "first_stopband",
+               "last_stopband_rel": "last_stopband_rel", "margin_size": "margin_size", "output_scale": "output_scale",
+               "conv_kernel": "conv_kernel", "filter_size": "filter_size", "lrelu_upsampling": "lrelu_upsampling",
+               "use_radial_filters": "use_radial_filters", "conv_clamp": "conv_clamp",
+               "magnitude_ema_beta": "magnitude_ema_beta"}
+
+
+def nvidia_stylegan3_tensors(G: StyleGAN3Generator) -> dict[str, Tensor | None]:
+    """ganinv StyleGAN3 keys → NVIDIA keys (``synthesis.L{i}_{size}_{ch}.*``, ``mapping.w_avg``; filters a layer
+    does not have map to ``None``, as NVIDIA registers them)."""
+    sd = G.state_dict()
+    nv: dict[str, Tensor | None] = {}
+    for i in range(G.mapping_layers):
+        nv[f"mapping.fc{i}.weight"] = sd[f"mapping.fc{i}.weight"]
+        nv[f"mapping.fc{i}.bias"] = sd[f"mapping.fc{i}.bias"]
+    nv["mapping.w_avg"] = G.w_avg
+    for t in ("weight", "affine.weight", "affine.bias", "transform", "freqs", "phases"):
+        nv[f"synthesis.input.{t}"] = sd[f"input.{t}"]
+    for i, spec in enumerate(G.specs):
+        for t in ("affine.weight", "affine.bias", "weight", "bias", "magnitude_ema", "up_filter", "down_filter"):
+            nv[f"synthesis.{spec.nvidia_name}.{t}"] = sd.get(f"layers.{i}.{t}")
+    return {k: None if v is None else v.detach().clone() for k, v in nv.items()}
+
+
+def stylegan3_generator_record(bld: _Builder, G: StyleGAN3Generator, *, include_w_avg: bool = True,
+                               drop: tuple[str, ...] = (), replace: dict[str, Tensor] | None = None,
+                               kwargs_update: dict[str, Any] | None = None, conditional: bool = False) -> Persistent:
+    """NVIDIA's ``training.networks_stylegan3.Generator`` record holding ``G``'s weights (the inverse of
+    :func:`ganinv.generators.nvidia_stylegan3.stylegan3_from_record`).
+
+    Args:
+        drop: NVIDIA keys to leave out (a damaged file).
+        replace: NVIDIA key → tensor to store instead (e.g. of another shape).
+        kwargs_update: entries merged into the generator's init kwargs.
+        conditional: add ``mapping.embed`` and ``c_dim=4``.
+    """
+    nv = nvidia_stylegan3_tensors(G)
+    nv.update(replace or {})
+    cfg = G.config()
+    c_dim = 4 if conditional else 0
+
+    def get(key: str) -> Tensor | None:
+        return None if key in drop else nv[key]
+
+    def params(prefix: str, names: tuple[str, ...]) -> dict[str, Tensor]:
+        return {n: t for n in names if (t := get(f"{prefix}.{n}")) is not None}
+
+    def fc(prefix: str, lr: float, activation: str) -> Persistent:
+        weight, bias = get(f"{prefix}.weight"), get(f"{prefix}.bias")
+        rec = bld.fc(weight if weight is not None else torch.zeros(1, 1),
+                     bias if bias is not None else torch.zeros(1), lr, activation,
+                     class_name=f"{_SG3}.FullyConnectedLayer")
+        p = rec.meta["state"]["_parameters"]
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value is None:
+                del p[name]
+        return rec
+
+    mapping_modules: dict[str, Any] = {}
+    if conditional:
+        mapping_modules["embed"] = bld.fc(torch.randn(G.w_dim, c_dim), torch.zeros(G.w_dim), 1.0, "linear",
+                                          class_name=f"{_SG3}.FullyConnectedLayer")
+    for i in range(G.mapping_layers):
+        mapping_modules[f"fc{i}"] = fc(f"mapping.fc{i}", G.lr_mlp, "lrelu")
+    w_avg = get("mapping.w_avg") if include_w_avg else None
+    mapping = bld.record(
+        f"{_SG3}.MappingNetwork", buffers={"w_avg": w_avg} if w_avg is not None else {}, modules=mapping_modules,
+        init_kwargs={"z_dim": G.z_dim, "c_dim": c_dim, "w_dim": G.w_dim, "num_ws": G.num_ws,
+                     "num_layers": G.mapping_layers, "lr_multiplier": G.lr_mlp, "w_avg_beta": G.w_avg_beta},
+        z_dim=G.z_dim, c_dim=c_dim, w_dim=G.w_dim, num_ws=G.num_ws, num_layers=G.mapping_layers,
+        w_avg_beta=G.w_avg_beta)
+
+    inp = G.input
+    input_rec = bld.record(
+        f"{_SG3}.SynthesisInput", params=params("synthesis.input", ("weight",)),
+        buffers=params("synthesis.input", ("transform", "freqs", "phases")),
+        modules={"affine": fc("synthesis.input.affine", 1.0, "linear")},
+        init_kwargs={"w_dim": G.w_dim, "channels": inp.channels, "size": inp.size,
+                     "sampling_rate": np.float64(inp.rate), "bandwidth": np.float64(inp.bandwidth)},
+        w_dim=G.w_dim, channels=inp.channels, size=np.broadcast_to(np.asarray(inp.size), [2]),
+        sampling_rate=np.float64(inp.rate), bandwidth=np.float64(inp.bandwidth))
+    layers: dict[str, Any] = {"input": input_rec}
+    for spec in G.specs:
+        prefix = f"synthesis.{spec.nvidia_name}"
+        buffers = params(prefix, ("magnitude_ema",))
+        for name in ("up_filter", "down_filter"):  # NVIDIA registers missing filters as None buffers
+            buffers[name] = get(f"{prefix}.{name}")
+        layers[spec.nvidia_name] = bld.record(
+            f"{_SG3}.SynthesisLayer", params=params(prefix, ("weight", "bias")), buffers={},
+            modules={"affine": fc(f"{prefix}.affine", 1.0, "linear")},
+            w_dim=G.w_dim, is_torgb=spec.is_torgb, is_critically_sampled=spec.is_critical, use_fp16=False,
+            in_channels=spec.in_channels, out_channels=spec.out_channels,
+            in_size=np.broadcast_to(np.asarray(spec.in_size), [2]),
+            out_size=np.broadcast_to(np.asarray(spec.out_size), [2]),
+            in_sampling_rate=spec.in_rate, out_sampling_rate=spec.out_rate, tmp_sampling_rate=spec.tmp_rate,
+            in_cutoff=np.float64(spec.in_cutoff), out_cutoff=np.float64(spec.out_cutoff),
+            conv_kernel=spec.conv_kernel, conv_clamp=G.conv_clamp, up_factor=spec.up, down_factor=spec.down,
+            up_taps=spec.up_taps, down_taps=spec.down_taps, down_radial=spec.down_radial,
+            padding=list(spec.padding))
+        layers[spec.nvidia_name].meta["state"]["_buffers"] = collections.OrderedDict(
+            (k, None if v is None else v.detach().clone()) for k, v in buffers.items())
+    synthesis = bld.record(
+        f"{_SG3}.SynthesisNetwork", modules=layers, w_dim=G.w_dim, num_ws=G.num_ws, img_resolution=G.resolution,
+        img_channels=G.channels, num_layers=G.num_layers, num_critical=cfg["num_critical"],
+        margin_size=cfg["margin_size"], output_scale=G.output_scale, num_fp16_res=4,
+        layer_names=[s.nvidia_name for s in G.specs])
+    init_kwargs: dict[str, Any] = {
+        "z_dim": G.z_dim, "c_dim": c_dim, "w_dim": G.w_dim, "img_resolution": G.resolution,
+        "img_channels": G.channels,
+        "mapping_kwargs": bld.EasyDict(num_layers=G.mapping_layers, lr_multiplier=G.lr_mlp,
+                                       w_avg_beta=G.w_avg_beta),
+        "num_fp16_res": 4}
+    init_kwargs.update({theirs: cfg[ours] for ours, theirs in _SG3_KWARGS.items()})
+    init_kwargs.update(kwargs_update or {})
+    return bld.record(f"{_SG3}.Generator", modules={"synthesis": synthesis, "mapping": mapping},
+                      init_kwargs=init_kwargs, z_dim=G.z_dim, c_dim=c_dim, w_dim=G.w_dim,
+                      img_resolution=G.resolution, img_channels=G.channels, num_ws=G.num_ws)
+
+
+def write_nvidia_stylegan3_pkl(G: StyleGAN3Generator, path: str | Path, *, module_src: str = DEFAULT_MODULE_SRC,
+                               include_w_avg: bool = True, drop: tuple[str, ...] = (),
+                               replace: dict[str, Tensor] | None = None, kwargs_update: dict[str, Any] | None = None,
+                               conditional: bool = False, protocol: int = 4) -> Path:
+    """Write ``G`` as an NVIDIA stylegan3 training snapshot ``{G, D, G_ema, augment_pipe, training_set_kwargs}``
+    (options as in :func:`stylegan3_generator_record`; ``D`` is a stub record)."""
+    path = Path(path)
+    with fake_nvidia_modules() as (reconstruct, easydict):
+        bld = _Builder(reconstruct, easydict, module_src)
+        kwargs = dict(include_w_avg=include_w_avg, drop=drop, replace=replace, kwargs_update=kwargs_update,
+                      conditional=conditional)
+        disc = bld.record("training.networks_stylegan2.Discriminator",
+                          modules={"b4": bld.record("training.networks_stylegan2.DiscriminatorEpilogue",
+                                                    params={"out_weight": torch.randn(1, 8)})},
+                          init_kwargs={"c_dim": 0, "img_resolution": G.resolution, "img_channels": G.channels})
+        data = {"G": stylegan3_generator_record(bld, G, **kwargs), "D": disc,
+                "G_ema": stylegan3_generator_record(bld, G, **kwargs), "augment_pipe": None,
+                "training_set_kwargs": easydict(class_name="training.dataset.ImageFolderDataset",
+                                                path="~/datasets/faces.zip", use_labels=False, xflip=False,
+                                                resolution=G.resolution)}
+        with open(path, "wb") as f:
+            pickle.dump(data, f, protocol=protocol)
+    return path

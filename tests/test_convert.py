@@ -170,8 +170,8 @@ def test_planted_module_src_is_never_executed(tmp_path: Path) -> None:
 
 
 def test_stylegan3_and_corrupt_inputs_are_refused_with_the_loaders_message(tmp_path: Path) -> None:
-    sg3 = write_nvidia_pkl(tiny_g(), tmp_path / "sg3.pkl", stylegan3=True)
-    assert_refused(cli(sg3, tmp_path / "a.pt"), "StyleGAN3 generator", "only StyleGAN2")
+    sg3 = write_nvidia_pkl(tiny_g(), tmp_path / "sg3.pkl", stylegan3=True)  # StyleGAN2 weights, StyleGAN3 name
+    assert_refused(cli(sg3, tmp_path / "a.pt"), "StyleGAN3 generator")
     good = write_nvidia_pkl(tiny_g(), tmp_path / "good.pkl")
     cut = tmp_path / "cut.pkl"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -411,3 +411,15 @@ def test_errors_are_ganinv_errors(tmp_path: Path) -> None:
         choose_target(tmp_path / "x.pkl")
     with pytest.raises(GaninvError):
         convert_checkpoint(str(tmp_path / "missing.pt"), tmp_path / "y.pt")
+
+
+def test_a_stylegan3_pickle_converts_to_a_folder_not_to_rosinality(tmp_path: Path) -> None:
+    from nvidia_pkl import write_nvidia_stylegan3_pkl
+    from test_stylegan3 import TINY_T, _make
+
+    src = write_nvidia_stylegan3_pkl(_make(TINY_T), tmp_path / "sg3.pkl")
+    r = cli(src, tmp_path / "sg3")
+    assert r.exit_code == 0, r.output
+    assert "match the source" in r.output and (tmp_path / "sg3" / "config.json").is_file()
+    r = cli(src, tmp_path / "sg3.pt")
+    assert r.exit_code == 1 and "StyleGAN2" in r.output and not (tmp_path / "sg3.pt").exists()

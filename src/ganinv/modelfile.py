@@ -36,9 +36,10 @@ def architectures() -> dict[str, type[nn.Module]]:
     from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
     from ganinv.generators.stylegan2 import StyleGAN2Generator
     from ganinv.generators.stylegan2_discriminator import StyleGAN2Discriminator
+    from ganinv.generators.stylegan3 import StyleGAN3Generator
 
-    return {c.arch: c for c in (StyleGAN2Generator, DCGANGenerator, DCGANDiscriminator, StyleGAN2Discriminator,
-                                     DigitClassifier, PyramidEncoder)}
+    return {c.arch: c for c in (StyleGAN2Generator, StyleGAN3Generator, DCGANGenerator, DCGANDiscriminator,
+                                     StyleGAN2Discriminator, DigitClassifier, PyramidEncoder)}
 
 
 #: Largest whole number a model config may hold (sizes, counts, resolutions): real architectures stay far

@@ -263,12 +263,16 @@ def ganspace(G: Generator, k: int = 20, samples: int = PCA_SAMPLES, seed: int = 
 # ----------------------------------------------------------------------------------------------------------
 
 def modulation_layers(G: Generator, include_rgb: bool = False) -> list[tuple[int, str, nn.Module]]:
-    """The style-modulation affine layers of a StyleGAN2 generator as ``(w+ row, name, layer)``.
+    """The style-modulation affine layers of a StyleGAN2 or StyleGAN3 generator as ``(w+ row, name, layer)``.
 
-    The layer's effective weight is ``layer.weight · layer.scale`` ``[channels, w_dim]``. Row ``r`` is the
+    The layer's effective weight is ``layer.weight · layer.scale`` ``[channels, w_dim]`` (StyleGAN3:
+    ``weight_gain``). StyleGAN3: ``layers.i`` reads row i + 1, the last one is its toRGB. Row ``r`` is the
     ``w+`` row the layer reads (``conv1`` → 0, ``convs[2j]`` → 2j+1, ``convs[2j+1]`` → 2j+2, ``to_rgbs[j]``
     → 2j+3, ``to_rgb1`` → 1). ``include_rgb`` adds the toRGB layers (SeFa uses the convolutions).
     """
+    if G.arch == "stylegan3":  # layer i reads w+ row i + 1 (row 0 drives the Fourier input's transform)
+        return [(i + 1, f"layers.{i}", layer.affine) for i, layer in enumerate(G.layers)  # type: ignore[attr-defined]
+                if include_rgb or not layer.spec.is_torgb]
     if not (hasattr(G, "conv1") and hasattr(G, "convs") and hasattr(G, "to_rgbs")):
         raise InputError(f"SeFa factorises StyleGAN's style-modulation weights, and this {G.arch} generator has "
                          "none; use --method interfacegan (works in z) instead")
@@ -313,7 +317,8 @@ def sefa(G: Generator, k: int = 20, layers: Sequence[int] | None = None, include
             raise InputError(f"no modulated layer reads w+ rows {sorted(rows)}")
     blocks = []
     for _, _, layer in found:
-        a = (layer.weight * layer.scale).detach().double()  # [channels, w_dim]
+        gain = layer.scale if hasattr(layer, "scale") else layer.weight_gain
+        a = (layer.weight * gain).detach().double()  # [channels, w_dim]
         blocks.append(a / a.norm(dim=1, keepdim=True).clamp_min(1e-12))
     A = torch.cat(blocks)
     evals, evecs = torch.linalg.eigh(A.T @ A)

@@ -1007,8 +1007,11 @@ def _convert_nvidia(obj: Any, source: str, notices: list[str] | None
 
 
 def load_nvidia_pkl(path: str | Path, *, notices: list[str] | None = None,
-                    w_avg_samples: int = W_AVG_SAMPLES) -> StyleGAN2Generator:
-    """Load an NVIDIA ``stylegan2-ada-pytorch`` network pickle without running its code.
+                    w_avg_samples: int = W_AVG_SAMPLES) -> Generator:
+    """Load an NVIDIA ``stylegan2-ada-pytorch`` / ``stylegan3`` network pickle without running its code.
+
+    A StyleGAN3 generator (``training.networks_stylegan3``, config T or R) is built by
+    :func:`ganinv.generators.nvidia_stylegan3.stylegan3_from_record`; everything below describes StyleGAN2.
 
     The file is read by :class:`NvidiaUnpickler`; ``G_ema`` (else ``G``) is flattened to
     NVIDIA key names, converted with :func:`nvidia_to_rosinality` and strictly loaded into a
@@ -1032,6 +1035,12 @@ def load_nvidia_pkl(path: str | Path, *, notices: list[str] | None = None,
     path = Path(path)
     source = str(path)
     obj, _globals = read_nvidia_pkl(path)
+    from ganinv.generators.nvidia_stylegan3 import is_stylegan3_record, stylegan3_from_record
+
+    record = _pick_nvidia_generator(obj, source, [])  # notices come from the conversion below
+    if is_stylegan3_record(record):
+        return stylegan3_from_record(_pick_nvidia_generator(obj, source, notices), source, notices,
+                                     w_avg_samples).eval().requires_grad_(False)
     _record, state, w_avg, cfg = _convert_nvidia(obj, source, notices)
     G = _build_stylegan2(cfg, source, state)
     load_state_strict(G, state, source)
@@ -1266,6 +1275,20 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         info["latent_avg"] = "mapping.w_avg" in nv
         info["generator_class"] = record.class_name
         info["init_kwargs"] = _jsonable(record.init_kwargs)
+        from ganinv.generators.nvidia_stylegan3 import is_stylegan3_record, stylegan3_from_record
+
+        if is_stylegan3_record(record):
+            try:
+                G3 = stylegan3_from_record(record, str(path), notes)
+            except CheckpointError as exc:
+                info["problem"] = str(exc)
+                info["arch"] = "stylegan3"
+                return info
+            info.update(_arch_fields(G3.config()))
+            info["num_parameters"] = sum(p.numel() for p in G3.parameters())
+            info["loadable"] = True
+            info["notes"] = notes
+            return info
         try:
             _, _, _, cfg = _convert_nvidia(obj, str(path), notes)
         except CheckpointError as exc:
