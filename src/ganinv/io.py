@@ -398,6 +398,39 @@ def load_target(path: str | Path, channels: int, resolution: int, *,
     return tensor, notes
 
 
+def load_photo(path: str | Path, *, background: float = 0.0) -> tuple[Image.Image, list[str]]:
+    """Read an image file at its full size as an 8-bit RGB photo (for face detection, alignment and paste-back).
+
+    Decoding, EXIF orientation and the safety limits are those of :func:`load_target`; alpha is composited over
+    ``background`` (0 = black … 1 = white), grey is repeated to three channels, 16-bit / float values are scaled
+    as there and rounded to 0..255. Returns ``(photo, notes)``: a PIL ``RGB`` image of the file's ``(width,
+    height)`` and short sentences about the conversion. An unreadable file raises :class:`InputError` naming it.
+    """
+    path = Path(path)
+    if not 0.0 <= background <= 1.0:
+        raise InputError(f"background must be in [0, 1], got {background}")
+    img, notes = _open_image(path)
+    if img.mode == "RGB":
+        return img, notes
+    try:
+        arr, has_alpha, note = _to_float_array(img)
+    except ValueError as exc:
+        raise InputError(f"{path} cannot be used as an image: {exc}") from None
+    if has_alpha:
+        colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
+        if float(alpha.min()) < 1.0:
+            colour = colour * alpha + background * (1.0 - alpha)
+            notes.append("composited transparent pixels over " + {0.0: "black", 1.0: "white"}.get(
+                background, f"grey {background:g}"))
+        arr = colour
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if note:
+        notes.append(note)
+    rgb = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(rgb), "RGB"), notes
+
+
 # --------------------------------------------------------------------------------------
 # Latents
 # --------------------------------------------------------------------------------------

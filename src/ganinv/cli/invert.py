@@ -9,6 +9,13 @@ with ``ganinv demo``: it takes loaded targets, runs the engine once with a progr
 - ``DIR/comparison.png`` (target | reconstruction | error) and ``DIR/loss.png`` (loss curves),
 - optionally a video of the optimisation.
 
+With ``--align face|center`` each photo is framed first (:mod:`ganinv.photo`): every detected face becomes its own
+target (``<stem>`` for a photo with one face, ``<stem>_face0``, ``<stem>_face1``, … largest first for several),
+or the largest centred square is cut. The framing travels with the code: the ``.npz`` holds ``alignment_json``
+(0-d text, :meth:`ganinv.photo.Alignment.to_json`) and ``photo_path`` (0-d text, the photo's absolute path), and
+the image's ``summary.json`` record holds ``alignment`` and ``photo``. ``--paste-back`` also writes
+``<photo stem>.pasted.png``: the photo at its own size with every face's reconstruction pasted in.
+
 Only options the user gives are passed on, so the engine's defaults (or a ``--preset``) apply otherwise.
 """
 
@@ -34,10 +41,12 @@ from ganinv.cli.common import (CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageSha
 from ganinv.errors import GaninvError, InputError
 
 if TYPE_CHECKING:
+    from PIL import Image
     from torch import Tensor, nn
 
     from ganinv.generators.base import Generator
     from ganinv.inverters.base import InversionResult
+    from ganinv.photo import Alignment
 
 #: Names of the files written next to the per-image outputs; an input with such a stem gets a suffix.
 RESERVED_STEMS = frozenset({"comparison", "loss", "summary"})
@@ -46,16 +55,56 @@ VIDEO_MAX_IMAGES = 64
 COMPARISON_MAX_IMAGES = 100
 #: Roughly this many video frames per optimisation phase.
 VIDEO_FRAMES = 60
+#: ``--align`` choices: no framing (the whole file, centre-cropped and resized as before), FFHQ face alignment
+#: (MTCNN; one target per face), or the largest centred square.
+ALIGN_MODES = ("none", "face", "center")
+#: Keys of the per-image ``.npz`` that record the framing (0-d text arrays; latent readers ignore them).
+ALIGNMENT_KEY = "alignment_json"
+PHOTO_KEY = "photo_path"
 
+AlignOpt = Annotated[str, typer.Option("--align", help="Frame each photo first: none (the whole image, "
+                                       "centre-cropped), face (FFHQ alignment of every detected face, MTCNN; a "
+                                       "photo with several faces gives <stem>_face0, <stem>_face1, …) or center "
+                                       "(the largest centred square). The framing is recorded in the .npz and "
+                                       "summary.json for --paste-back.")]
+PasteBackOpt = Annotated[bool, typer.Option("--paste-back", help="Also write the result pasted back into the "
+                                            "original photo at its own size (needs --align face/center, or codes "
+                                            "whose .npz records an alignment).")]
+PasteMaskOpt = Annotated[Optional[Path], typer.Option("--paste-mask", help="Grey PNG in the aligned frame (the "
+                                                      "model's resolution; white = paste, black = keep the photo) "
+                                                      "blending each pasted face.")]
+ColorMatchOpt = Annotated[bool, typer.Option("--color-match", help="Match the pasted image's per-channel mean "
+                                             "and spread to the photo's under it.")]
 
 @dataclass
 class Target:
-    """One image to invert: where it came from, its output stem, the tensor ``[C, H, W]`` and load notes."""
+    """One image to invert: where it came from, its output stem, the tensor ``[C, H, W]`` in [0, 1] and load notes.
+
+    With ``--align face|center`` also: ``alignment`` (how ``image`` was cut from the photo), ``photo`` (the photo's
+    absolute path), ``group`` (the stem shared by all targets cut from one photo) and ``suffix`` (``""`` or
+    ``"_face<k>"``, so that ``stem == group + suffix``). ``index``: position of its file in :func:`load_targets`'
+    ``paths``.
+    """
 
     source: str
     stem: str
     image: Tensor
     notes: list[str] = field(default_factory=list)
+    alignment: Alignment | None = None
+    photo: str | None = None
+    group: str | None = None
+    suffix: str = ""
+    index: int = -1
+
+
+@dataclass(frozen=True)
+class PasteSettings:
+    """How :func:`paste_targets` blends results into their photos: an optional grey ``mask`` (PIL ``L``, the aligned
+    size; 255 = paste), per-channel ``color_match``, and the mask's file name (recorded in summaries)."""
+
+    mask: Image.Image | None = None
+    color_match: bool = False
+    mask_path: str | None = None
 
 
 @dataclass
@@ -125,16 +174,22 @@ def unique_stems(paths: list[Path], out_dir: Path) -> list[str]:
     return stems
 
 
-def load_targets(paths: list[Path], G: Generator, out_dir: Path) -> tuple[list[Target], list[dict[str, str]]]:
-    """Read every file as a target for ``G``; print each file's conversion notes once; unreadable files
-    become failures ``{"input", "error"}`` (reported, not raised)."""
+def load_targets(paths: list[Path], G: Generator, out_dir: Path,
+                 align: str = "none") -> tuple[list[Target], list[dict[str, str]]]:
+    """Read every file as a target (or, with ``align`` ``face``/``center``, one target per framed face) for ``G``;
+    print each file's conversion notes once; unreadable files, and photos without a usable face, become failures
+    ``{"input", "error"}`` (reported, not raised). A missing face-detector is raised (it concerns every file)."""
     from ganinv.io import load_target
 
+    if align not in ALIGN_MODES:
+        raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
+    if align != "none":
+        return _load_framed(paths, G, out_dir, align)
     names = [p.name for p in paths]
     targets: list[Target] = []
     failures: list[dict[str, str]] = []
     stems = unique_stems(paths, out_dir)
-    for path, stem in zip(paths, stems, strict=True):
+    for index, (path, stem) in enumerate(zip(paths, stems, strict=True)):
         label = path.name if names.count(path.name) == 1 else str(path)
         try:
             image, notes = load_target(path, G.channels, G.resolution)
@@ -146,8 +201,186 @@ def load_targets(paths: list[Path], G: Generator, out_dir: Path) -> tuple[list[T
             console.print(f"{escape(label)}: {escape('; '.join(notes))}")
         if stem != path.stem:
             console.print(f"{escape(label)}: saved as {escape(stem)}.png/.npz (name already taken)")
-        targets.append(Target(str(path), stem, image, notes))
+        targets.append(Target(str(path), stem, image, notes, index=index))
     return targets, failures
+
+
+def _photo_tensor(image: Image.Image, channels: int) -> Tensor:
+    """An 8-bit RGB PIL image ``N × N`` → float tensor ``[channels, N, N]`` in [0, 1] (grey: ITU-R 601-2 luma)."""
+    import numpy as np
+    import torch
+
+    from ganinv.io import _LUMA
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    if channels == 1:
+        arr = (arr @ _LUMA)[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)).clamp_(0.0, 1.0)
+
+
+def frame_photo(photo: Image.Image, align: str, size: int,
+                detector: Any = None) -> list[tuple[Image.Image, Alignment, str]]:
+    """Frame one RGB photo for a ``size`` px generator: ``[(aligned N × N RGB image, Alignment, note)]``.
+
+    ``align="face"``: every face the detector finds, largest first, FFHQ-aligned; faces too small for ``size``
+    are left out while another face is usable (else the library's :class:`~ganinv.photo.FaceTooSmallError`);
+    none found → :class:`~ganinv.photo.NoFaceError`. ``align="center"``: the largest centred square.
+    """
+    from ganinv.photo import FaceTooSmallError, NoFaceError, align_center, align_face, detect_faces
+
+    w, h = photo.size
+    if align == "center":
+        aligned, alignment = align_center(photo, size, "crop")
+        side = min(w, h)
+        return [(aligned, alignment, f"framed the centred {side}×{side} square of {w}×{h} → {size}×{size}")]
+    faces = detect_faces(photo, detector)
+    if not faces:
+        raise NoFaceError("no face found in the photo; frame it without the face detector instead: "
+                          "--align center (largest centred square) or --align none")
+    out: list[tuple[Image.Image, Alignment, str]] = []
+    too_small: list[FaceTooSmallError] = []
+    for k, face in enumerate(faces):
+        try:
+            aligned, alignment = align_face(photo, face, size)
+        except FaceTooSmallError as exc:
+            too_small.append(exc)
+            continue
+        which = f"face {k + 1} of {len(faces)}" if len(faces) > 1 else "the face"
+        out.append((aligned, alignment, f"aligned {which} (FFHQ; a {alignment.face_size:.0f} px square of the "
+                                        f"{w}×{h} photo) → {size}×{size}"))
+    if not out:
+        raise too_small[0]
+    if too_small:
+        out[0] = (out[0][0], out[0][1], out[0][2] + f"; left out {len(too_small)} face(s) too small for {size} px")
+    return out
+
+
+def _load_framed(paths: list[Path], G: Generator, out_dir: Path,
+                 align: str) -> tuple[list[Target], list[dict[str, str]]]:
+    """:func:`load_targets` for ``--align face|center``: each photo read at full size and framed."""
+    from ganinv.io import load_photo
+
+    detector = None
+    if align == "face":
+        from ganinv.photo import get_detector
+
+        detector = get_detector("mtcnn")  # missing weights: one error for the whole run, before any work
+    names = [p.name for p in paths]
+    failures: list[dict[str, str]] = []
+    framed: list[tuple[int, Path, list[tuple[Image.Image, Alignment, str]], list[str]]] = []
+    for index, path in enumerate(paths):
+        try:
+            photo, notes = load_photo(path)
+            framed.append((index, path, frame_photo(photo, align, G.resolution, detector), notes))
+        except GaninvError as exc:
+            text = str(exc)
+            error = text if text.startswith(str(path)) else f"{path}: {text}"
+            failures.append({"input": str(path), "error": error})
+            console.print(f"[yellow]skipped:[/] {escape(error)}")
+    groups = unique_stems([path for _, path, _, _ in framed], out_dir)
+    used = {g.lower() for g in groups} | set(RESERVED_STEMS)
+    targets: list[Target] = []
+    for group, (index, path, items, notes) in zip(groups, framed, strict=True):
+        label = path.name if names.count(path.name) == 1 else str(path)
+        if notes:
+            console.print(f"{escape(label)}: {escape('; '.join(notes))}")
+        for k, (aligned, alignment, note) in enumerate(items):
+            suffix = f"_face{k}" if len(items) > 1 else ""
+            stem, n = group + suffix, 0
+            while suffix and stem.lower() in used:
+                n += 1
+                stem = f"{group}{suffix}-{n}"
+            used.add(stem.lower())
+            console.print(f"{escape(label)}: {escape(note)}" + (f" as {escape(stem)}" if stem != path.stem else ""))
+            targets.append(Target(str(path), stem, _photo_tensor(aligned, G.channels), [*notes, note],
+                                  alignment=alignment, photo=str(path.resolve()), group=group,
+                                  suffix=stem[len(group):], index=index))
+    return targets, failures
+
+
+def load_paste_mask(path: Path | None, size: int) -> Image.Image | None:
+    """``--paste-mask``: a grey image of the aligned size ``size`` × ``size`` (PIL ``L``, 0..255), or None.
+
+    A mask of another size raises :class:`~ganinv.photo.MaskSizeError`."""
+    if path is None:
+        return None
+    from ganinv.io import load_photo
+    from ganinv.photo import MaskSizeError
+
+    image, _ = load_photo(path)
+    if image.size != (size, size):
+        raise MaskSizeError(f"--paste-mask {path} is {image.size[0]}×{image.size[1]} px but the aligned image is "
+                            f"{size}×{size} px (the model's resolution): give a mask of that size")
+    return image.convert("L")
+
+
+def read_original(photo_path: str) -> Image.Image:
+    """The original photo at ``photo_path``, full size, 8-bit RGB; a missing photo is one clear :class:`InputError`."""
+    from ganinv.io import load_photo
+
+    path = Path(photo_path)
+    if not path.is_file():
+        raise InputError(f"cannot paste back: the original photo {path} is missing; put it back there (or "
+                         "invert the photo again)")
+    return load_photo(path)[0]
+
+
+def paste_into_photo(photo_path: str, items: list[tuple[Tensor, Alignment]], settings: PasteSettings,
+                     photo: Image.Image | None = None) -> Image.Image:
+    """Every aligned image ``[C, N, N]`` in [0, 1] of ``items`` pasted into the photo at ``photo_path`` (read again at
+    full size unless ``photo`` is that photo already read), in order; returns the photo-sized RGB PIL image. A moved
+    or changed photo is an :class:`InputError`."""
+    from ganinv.photo import paste_many
+
+    path = Path(photo_path)
+    if photo is None:
+        photo = read_original(photo_path)
+    want = tuple(items[0][1].original_size)
+    if photo.size != want:
+        raise InputError(f"cannot paste back into {path}: it is {photo.size[0]}×{photo.size[1]} px, but the "
+                         f"alignment was made on a {want[0]}×{want[1]} px photo (the file changed)")
+    pastes = [(img.detach().cpu().float().clamp(0, 1), al, settings.mask) for img, al in items]
+    from PIL import Image as PILImage
+
+    out = paste_many(photo, pastes, color_match=settings.color_match)
+    assert isinstance(out, PILImage.Image)  # a PIL photo in, a PIL photo out
+    return out
+
+
+def save_pil(image: Image.Image, path: Path) -> Path:
+    """Write a PIL image as PNG, atomically; returns ``path``."""
+    from ganinv.modelfile import atomic_write
+
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path
+
+
+def alignment_arrays(alignment: Alignment, photo: str) -> dict[str, Any]:
+    """The ``.npz`` members recording a framing: ``alignment_json`` and ``photo_path``, 0-d unicode arrays."""
+    import numpy as np
+
+    return {ALIGNMENT_KEY: np.array(alignment.to_json()), PHOTO_KEY: np.array(photo)}
+
+
+def read_alignment(path: Path) -> tuple[Alignment, str] | None:
+    """The framing recorded in a ganinv ``.npz`` (``(alignment, photo path)``), or None when it has none."""
+    from ganinv.io import load_npz
+    from ganinv.photo import Alignment
+
+    arrays = load_npz(path)
+    if ALIGNMENT_KEY not in arrays:
+        return None
+    try:
+        text = str(arrays[ALIGNMENT_KEY][()])
+        photo = str(arrays[PHOTO_KEY][()]) if PHOTO_KEY in arrays else ""
+    except (IndexError, ValueError):
+        raise InputError(f"{path}: {ALIGNMENT_KEY} must be one text value") from None
+    alignment = Alignment.from_json(text)
+    if not photo:
+        raise InputError(f"{path} records an alignment but not the photo it was cut from ({PHOTO_KEY})")
+    if not Path(photo).is_file() and (path.parent / Path(photo).name).is_file():
+        photo = str((path.parent / Path(photo).name).resolve())  # the photo moved along with the code
+    return alignment, photo
 
 
 def check_square(G: Generator) -> None:
@@ -336,7 +569,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                   discriminator: nn.Module | None = None, video: Path | None = None, classifier: bool = True,
                   failures: list[dict[str, str]] | None = None, title: str | None = None,
                   method: str = "optimize", method_options: dict[str, Any] | None = None,
-                  encoder: Any = None, latent_format: str = "ganinv") -> InvertOutcome:
+                  encoder: Any = None, latent_format: str = "ganinv",
+                  paste: PasteSettings | None = None) -> InvertOutcome:
     """Invert ``targets`` with one :func:`ganinv.inverters.invert` call and write everything to ``out_dir``.
 
     Args:
@@ -357,6 +591,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one).
         latent_format: also write the codes in another tool's format (:data:`ganinv.latentfiles.LATENT_FORMATS`:
             ``e4e``, ``restyle``, ``rosinality``, ``pti``); ``ganinv`` / ``nvidia`` write only the ``.npz``.
+        paste: write ``<group>.pasted.png`` per photo, its targets' reconstructions pasted back (targets framed by
+            ``--align``; the others are left out).
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -481,7 +717,27 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     stems = [t.stem for t in targets]
     result.save(out_dir, stems, num_ws=getattr(G, "num_ws", None))
+    from ganinv.io import save_npz
+
+    for i, t in enumerate(targets):  # the framing travels with the code
+        if t.alignment is not None and t.photo is not None:
+            save_npz(out_dir / f"{t.stem}.npz", {**result.npz_arrays(i, getattr(G, "num_ws", None)),
+                                                 **alignment_arrays(t.alignment, t.photo)})
     files: dict[str, str] = {}
+    pasted: dict[str, str] = {}  # target stem → its photo's pasted file name
+    if paste is not None:
+        by_photo: dict[str, list[int]] = {}
+        for i, t in enumerate(targets):
+            if t.alignment is not None and t.photo is not None:
+                by_photo.setdefault(t.group or t.stem, []).append(i)
+        for group, idx in by_photo.items():
+            photo = targets[idx[0]].photo
+            assert photo is not None
+            out_img = paste_into_photo(photo, [(image[i], targets[i].alignment) for i in idx  # type: ignore[misc]
+                                               ], paste)
+            name = save_pil(out_img, out_dir / f"{group}.pasted.png").name
+            for i in idx:
+                pasted[targets[i].stem] = name
     foreign: list[Path] = []
     if latent_format not in ("ganinv", "nvidia"):  # the field's formats, beside the .npz files
         from ganinv.latentfiles import LatentBatch, write_latents
@@ -517,6 +773,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             "class_kept": bool(class_kept[i]) if class_kept is not None else None,
             "seconds": _num(seconds, 4), "notes": t.notes,
             **({"diverged": bool(m["diverged"][i])} if "diverged" in m else {}),
+            **({"photo": t.photo, "alignment": json.loads(t.alignment.to_json())} if t.alignment is not None else {}),
+            **({"pasted": pasted[t.stem]} if t.stem in pasted else {}),
         })
 
     def mean(key: str) -> float | None:
@@ -530,6 +788,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         "settings": result.settings,
         "seconds": _num(result.seconds, 3), "mean": {k: _num(v) for k, v in means.items()},
         "records": records, "failures": failures, "files": files, "latent_format": latent_format,
+        **({"paste": {"mask": paste.mask_path, "color_match": paste.color_match}} if paste is not None else {}),
         **({"latent_files": [str(p.relative_to(out_dir)) for p in foreign]} if foreign else {}),
     }
     atomic_write(out_dir / "summary.json",
@@ -568,11 +827,31 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     if foreign:
         shown_files = ", ".join(str(p.relative_to(out_dir)) for p in foreign[:3]) + (" …" if len(foreign) > 3 else "")
         console.print(f"wrote the codes in {latent_format}'s format: {escape(shown_files)}")
+    if pasted:
+        n_p = len(set(pasted.values()))
+        console.print(f"wrote {n_p} photo{'s' if n_p != 1 else ''} with the reconstructions pasted back (.pasted.png)")
     if "video" in files:
         console.print(f"wrote the optimisation video to {escape(files['video'])}")
     if lpips is None:
         console.print("[dim]lpips left out: its AlexNet weights are not in the torch hub cache[/]")
     return InvertOutcome(result, records, failures, out_dir, files)
+
+
+def check_paste_options(align: str, paste_back: bool, paste_mask: Path | None, color_match: bool,
+                        recorded: bool = False) -> None:
+    """``--align`` is known; ``--paste-mask``/``--color-match`` need ``--paste-back``, which needs a framing: ``align``
+    other than none, or (``recorded``) alignments recorded in the input codes."""
+    if align not in ALIGN_MODES:
+        raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
+    if not paste_back:
+        extra = [flag for flag, given in (("--paste-mask", paste_mask is not None), ("--color-match", color_match))
+                 if given]
+        if extra:
+            raise InputError(f"{' and '.join(extra)} only apply with --paste-back")
+        return
+    if align == "none" and not recorded:
+        raise InputError("--paste-back needs to know where each image came from in its photo: add --align face "
+                         "(faces) or --align center (largest centred square)")
 
 
 def report_failures(failures: list[dict[str, str]]) -> None:
@@ -653,11 +932,15 @@ def invert(
                                                "noise}} like its projector.py) or pti (<stem>/0.pt, a [1, num_ws, "
                                                "w_dim] pivot per image). The last four hold W/W+ codes.")
                      ] = "ganinv",
+    align: AlignOpt = "none",
+    paste_back: PasteBackOpt = False,
+    paste_mask: PasteMaskOpt = None,
+    color_match: ColorMatchOpt = False,
 ) -> None:
     """Invert images into a generator's latent space: reconstructions, latents (.npz), metrics and figures in OUT.
 
-    All images are optimised together in one batched run. Unreadable files are skipped and reported; the exit
-    code is 1 when any input failed.
+    All images are optimised together in one batched run. Unreadable files (and, with --align face, photos
+    without a usable face) are skipped and reported; the exit code is 1 when any input failed.
     """
     import torch
 
@@ -665,6 +948,7 @@ def invert(
 
     check_out_dir(out_dir)
     check_video_path(video)
+    check_paste_options(align, paste_back, paste_mask, color_match)
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads must be ≥ 1, got {threads}")
@@ -703,6 +987,8 @@ def invert(
 
     G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
     check_square(G)
+    paste = PasteSettings(load_paste_mask(paste_mask, G.resolution), color_match,
+                          str(paste_mask) if paste_mask else None) if paste_back else None
     from ganinv.latentfiles import check_format
 
     latent_format = check_format(latent_format, space=options.get("space", G.default_space), method=method)
@@ -721,14 +1007,15 @@ def invert(
     failures = [{"input": str(p), "error": why} for p, why in problems]
     for f in failures:
         console.print(f"[yellow]skipped:[/] {escape(f['input'])}: {escape(f['error'])}")
-    targets, load_failures = load_targets(paths, G, out_dir)
+    targets, load_failures = load_targets(paths, G, out_dir, align)
     failures += load_failures
     if not targets:
-        raise InputError(f"none of the {len(paths)} input file(s) could be read: "
+        could = "could be read" if align == "none" else "could be read and framed"
+        raise InputError(f"none of the {len(paths)} input file(s) {could}: "
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
                   video=video, classifier=not no_classifier, failures=failures, method=method,
-                  method_options=method_options, encoder=enc, latent_format=latent_format)
+                  method_options=method_options, encoder=enc, latent_format=latent_format, paste=paste)
     report_failures(failures)
     if failures:
         raise typer.Exit(1)

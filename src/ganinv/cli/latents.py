@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ganinv.generators.base import Generator
     from ganinv.latentfiles import FileCode
+    from ganinv.photo import Alignment
 
 #: Latent-file suffixes (ganinv/NVIDIA .npz, .npy incl. ReStyle's pickled latents.npy, e4e/PTI/rosinality .pt).
 LATENT_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
@@ -45,7 +46,11 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (defa
 @dataclass
 class Code:
     """One input as a code: ``latent`` ``[1, *shape]`` in ``space``, its noise maps (``[1, 1, H_i, W_i]``) or None,
-    and, after PTI, the tuned copy of the generator to render it with (None: the shared generator)."""
+    and, after PTI, the tuned copy of the generator to render it with (None: the shared generator).
+
+    A code of a framed photo (``--align``, or an ``.npz`` recording ``alignment_json``) also has its ``alignment``,
+    the ``photo`` path it was cut from and, for a photo inverted on this run, the ``group`` stem shared by the
+    photo's faces (None otherwise)."""
 
     stem: str
     source: str
@@ -53,6 +58,9 @@ class Code:
     space: str
     noise: list[Tensor] | None = None
     generator: Generator | None = None
+    alignment: Alignment | None = None
+    photo: str | None = None
+    group: str | None = None
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -108,7 +116,7 @@ def _expand(inputs: list[Path]) -> list[Path]:
 
 def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path, *, method: str = "optimize",
                steps: int | None = None, seed: int | None = None, prior: float | None = None,
-               allow_pti: bool = True, one_per_input: bool = False) -> list[Code]:
+               allow_pti: bool = True, one_per_input: bool = False, align: str = "none") -> list[Code]:
     """Every input as :class:`Code` s for ``G``, in the order given.
 
     Latent files (any format :func:`ganinv.latentfiles.read_latents` reads: ganinv/NVIDIA ``.npz``, ``.npy``,
@@ -119,8 +127,12 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     ``out_dir/inverted/`` (reconstructions, ``.npz`` codes, ``summary.json``). Optimising methods use the latent
     prior ``prior`` (None: :data:`EDIT_PRIOR`; not for z-only generators, whose codes the engine keeps typical
     by other means).
+
+    ``align`` (``none``, ``face``, ``center``) frames images first (:func:`ganinv.cli.invert.load_targets`): a photo
+    with several faces gives one code per face (``<stem>_face<k>``), each with its alignment. A ganinv ``.npz``
+    holding one code and an ``alignment_json`` gives a code with that alignment and photo.
     """
-    from ganinv.cli.invert import load_targets, run_inversion, unique_stems
+    from ganinv.cli.invert import load_targets, read_alignment, run_inversion, unique_stems
     from ganinv.latentfiles import read_latents
 
     if method not in EDIT_METHODS:
@@ -149,7 +161,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             entries.append((path, fc))
     named = [p if fc is None or fc.name == p.stem else p.with_name(f"{fc.name}{p.suffix}") for p, fc in entries]
     stems = unique_stems(named, out_dir)
-    codes: list[Code | None] = [None] * len(entries)
+    codes: list[list[Code]] = [[] for _ in entries]
     image_idx = [i for i, (_, fc) in enumerate(entries) if fc is None]
     for i, (path, fc) in enumerate(entries):
         if fc is None:
@@ -168,15 +180,21 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             tuned = apply_deltas(G, load_deltas(deltas, G)).to(G.device)
             console.print(f"{escape(path.name)}: rendered with its PTI generator deltas ({escape(deltas.name)})")
         source = f"{path}{fc.label[len(path.name):]}" if fc.label.startswith(f"{path.name}[") else str(path)
-        codes[i] = Code(stems[i], source, code.latent.to(G.device), code.space,
-                        [n.to(G.device) for n in code.noise] if code.noise else None, tuned)
+        single = fc.label == path.name  # not one row of a stack of codes
+        framing = read_alignment(path) if path.suffix.lower() == ".npz" and single else None
+        codes[i] = [Code(stems[i], source, code.latent.to(G.device), code.space,
+                         [n.to(G.device) for n in code.noise] if code.noise else None, tuned,
+                         alignment=framing[0] if framing else None, photo=framing[1] if framing else None)]
     if image_idx:
         image_paths = [entries[i][0] for i in image_idx]
-        targets, failures = load_targets(image_paths, G, out_dir / "inverted")
+        targets, failures = load_targets(image_paths, G, out_dir / "inverted", align)
         if failures:
-            raise InputError(f"{failures[0]['input']}: {failures[0]['error']}")
-        for t, i in zip(targets, image_idx, strict=True):
-            t.stem = stems[i]
+            where, why = failures[0]["input"], failures[0]["error"]
+            raise InputError(why if why.startswith(where) else f"{where}: {why}")
+        for t in targets:
+            i = image_idx[t.index]
+            t.group = stems[i] if t.alignment is not None else None
+            t.stem = stems[i] + t.suffix
         if prior is None and method in ("optimize", "hybrid") and "w" in G.latent_spaces:
             prior = EDIT_PRIOR
         options = {k: v for k, v in {"steps": steps, "seed": seed, "prior": prior}.items() if v is not None}
@@ -188,11 +206,13 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             from ganinv.inverters.pti import apply_deltas
 
             tuned_gs = [apply_deltas(G, d).to(G.device) for d in r.deltas]
-        for j, i in enumerate(image_idx):
+        for j, t in enumerate(targets):
+            i = image_idx[t.index]
             noise = [n[j:j + 1].to(G.device) for n in r.noise] if r.noise is not None else None
-            codes[i] = Code(stems[i], str(entries[i][0]), r.latent[j:j + 1].detach().to(G.device), r.space, noise,
-                            tuned_gs[j])
-    return [c for c in codes if c is not None]
+            codes[i].append(Code(t.stem, str(entries[i][0]), r.latent[j:j + 1].detach().to(G.device), r.space,
+                                 noise, tuned_gs[j], alignment=t.alignment, photo=t.photo, group=t.group))
+    return [c for group in codes for c in group]
+
 
 
 def common_space(codes: list[Code], G: Generator, floor: str | None = None) -> str:
