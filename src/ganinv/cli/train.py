@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from ganinv.cli.common import console
-from ganinv.cli.groups import Runtime, ThreadsOpt, apply_threads
+from ganinv.cli.groups import ModelChoice, Runtime, ThreadsOpt, apply_threads
 from ganinv.errors import InputError
 
 
@@ -121,63 +121,110 @@ def train_classifier(
 
 
 def train_encoder(
-    model: Annotated[str, typer.Option(help="Bundled generator the encoder inverts.")] = "mnist-stylegan2",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, curves, best snapshot). "
                                       "Rerunning with the same folder resumes.")] = Path("runs/encoder"),
+    data: Annotated[Optional[list[str]], typer.Option(
+        "--data", help="Your own training images: a folder (read recursively), a glob pattern, an image file or "
+        "a .txt/.csv list of paths; repeat for several. Read at the generator's channels and resolution "
+        "(converted and resized with a note, like `ganinv invert`); --val-fraction of them are held out. "
+        "Without it: generated images with known latents only (MNIST digits for the bundled digit models).")
+                    ] = None,
     iterations: Annotated[int, typer.Option(min=1, help="Training steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(min=2, help="Images per step (generated + real; under torchrun the "
                                                 "global batch, split among the processes).")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
     passes: Annotated[int, typer.Option(min=1, help="ReStyle refinement passes trained per step.")] = 2,
-    real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of real training digits in a "
-                                                 "batch (the rest are generated with known latents).")] = 0.5,
-    real_loss: Annotated[str, typer.Option(help="Loss on real images (mse, l1, ssim, ms_ssim, lpips, dfeat, ...)."
-                                           )] = "mse=1,ssim=0.5",
-    w_classifier: Annotated[float, typer.Option(min=0.0, help="Weight of the classifier-feature (identity-like) "
-                                                "loss.")] = 0.1,
+    real_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of real images (--data, or the "
+                                                 "digits) in a batch; the rest are generated with known "
+                                                 "latents, at least one per batch with --data.")] = 0.5,
+    real_loss: Annotated[str, typer.Option(help="Loss on real images: name=weight terms of mse, l1, ssim, ms_ssim, "
+                                           "lpips (when its weights are on disk or may be fetched), dfeat (the "
+                                           "generator's own discriminator, when its checkpoint has one).")
+                         ] = "mse=1,ssim=0.5",
+    w_classifier: Annotated[Optional[float], typer.Option(min=0.0, help="Weight of the digit-classifier feature "
+                                                          "(identity-like) loss; 1×32×32 generators only "
+                                                          "(default: 0.1 on MNIST digits, else 0).")] = None,
     w_delta: Annotated[float, typer.Option(min=0.0, help="Weight of e4e's delta-norm regulariser.")] = 2e-4,
-    width: Annotated[int, typer.Option(min=4, help="Channels of the encoder's first level.")] = 16,
-    max_width: Annotated[int, typer.Option(min=4, help="Channel cap of the encoder's deeper levels (and of its "
-                                           "feature pyramid and style heads).")] = 96,
+    width: Annotated[Optional[int], typer.Option(min=4, help="Channels of the encoder's first level (default: "
+                                                 "by --input-size, 16 up to 64 px, 32 above).")] = None,
+    max_width: Annotated[Optional[int], typer.Option(min=4, help="Channel cap of the encoder's deeper levels (and "
+                                                     "of its feature pyramid and style heads; default: by "
+                                                     "--input-size, 96 at 32 px … 256 at 256 px).")] = None,
+    input_size: Annotated[Optional[int], typer.Option(min=8, help="The encoder's own input size, a power of two "
+                                                      "(images are resized to it; its depth follows). Default: "
+                                                      "min(256, the generator's resolution).")] = None,
+    space: Annotated[str, typer.Option(help="Latent space the encoder predicts: auto (W+ when the generator has "
+                                       "a W space, else z), w+ or z.")] = "auto",
     w_latent: Annotated[float, typer.Option(min=0.0, help="Weight of the latent loss on generated images (in "
                                             "units of the space's std).")] = 0.05,
-    val_every: Annotated[int, typer.Option(min=1, help="Validate on held-out digits every N steps.")] = 250,
-    val_images: Annotated[int, typer.Option(min=10, max=800, help="Held-out digits used for validation "
-                                            "(never the benchmark's 200).")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    val_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 250,
+    val_images: Annotated[int, typer.Option(min=1, max=10_000, help="Held-out real images used for validation "
+                                            "(digits: never the benchmark's 200).")] = 200,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of the --data images held out for "
+                                                "validation (chosen by a seeded hash of their names).")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Random seed (also salts the validation split).")] = 0,
     time_budget: Annotated[Optional[float], typer.Option(min=0.01, help="End the run after this many minutes of "
                                                          "training even before --iterations.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="bf16 autocast for the forward passes "
+                                                "(default: on for CUDA GPUs with bf16, never on CPU).")] = None,
     init_from: Annotated[Optional[Path], typer.Option(help="Warm-start a fresh run from an exported encoder folder "
                                                       "of the same architecture.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2-encoder).")] = None,
+    model: ModelChoice = ModelChoice(),
     runtime: Runtime = Runtime(device="cpu"),
 ) -> None:
-    """Train a pSp/e4e/ReStyle-style encoder for a bundled generator (generated + real digits), resumably.
+    """Train a pSp/e4e/ReStyle-style encoder for any generator (bundled name, ganinv folder, rosinality .pt,
+    NVIDIA .pkl or --generator file.py:NAME), on generated pairs plus your --data images, resumably.
 
+    Use the export with `ganinv invert --method encoder --encoder EXPORT --model <the same generator>`.
     Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-encoder ...`` (gloo on CPU, NCCL on CUDA)."""
-    from ganinv import zoo
+    from ganinv.errors import UnknownModelError
     from ganinv.train import distributed as ddp
-    from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer
+    from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer, format_metrics
+    from ganinv.train.encoder_data import generator_source
 
     dev = runtime.setup()
-    zoo.model_dir(model)  # unknown names fail here, with the list of bundled models
-    cfg = EncoderTrainConfig(model=model, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
+    try:
+        G, name = model.load()
+    except UnknownModelError as exc:  # the bundled list and the accepted files, after the name
+        text = str(exc)
+        spec = model.model or ""
+        raise UnknownModelError(f"unknown model {spec!r}: " + (text.split("; ", 1)[1] if "; " in text else text)
+                                ) from None
+    source = generator_source(model.model, model.generator, model.weights, model.latent_dim, model.image_shape,
+                              model.output_range)
+    spec = model.generator or model.model or name
+    cfg = EncoderTrainConfig(model=spec, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
                              w_delta=w_delta, width=width, max_width=max_width, w_latent=w_latent,
-                             val_every=val_every, val_images=val_images,
+                             val_every=val_every, val_images=val_images, val_fraction=val_fraction,
+                             data=list(data or []), input_size=input_size, space=space, amp=amp, source=source,
                              seed=seed, time_budget=time_budget * 60 if time_budget else None,
                              init_from=str(init_from) if init_from else None)
     with ddp.session(dev) as dev:
-        trainer = EncoderTrainer(out, cfg, device=dev)
+        trainer = EncoderTrainer(out, cfg, device=dev, generator=G)
+        if trainer.main:
+            for note in trainer.notes:
+                console.print(f"[yellow]note:[/] {note}")
+            enc = trainer.encoder
+            console.print(f"encoder: {trainer.space} codes {tuple(enc.latent_shape)} from {enc.resolution} px input "
+                          f"(widths {enc.width}–{enc.max_width}); "
+                          + (f"{len(trainer.user.train_keys)} training / {len(trainer.user.val_keys)} held-out "
+                             "images" if trainer.user else "no real images" if trainer.real is None else "digits")
+                          + (", bf16 autocast" if trainer.amp else ""))
         if trainer.iteration and trainer.main:
             console.print(f"resuming {out} at iteration {trainer.iteration}")
         trainer.train()
         if export and trainer.main:
             meta = trainer.export(export)
             best = meta.get("selected") or {}
-            console.print(f"exported {export} (iteration {best.get('iteration', '?')}: " +
-                          ", ".join(f"{k} {v:.2f} dB" for k, v in best.items() if k.startswith("val_psnr")) + ")")
+            start = meta.get("start") or {}
+            console.print(f"exported {export} (iteration {best.get('iteration', '?')}: "
+                          + format_metrics({k: v for k, v in best.items() if k.startswith(("val_psnr", "gen_psnr"))})
+                          + (f"; mean-latent start {format_metrics(start)}" if start else "") + ")")
+            console.print(f"invert with: ganinv invert IMAGES --method encoder --encoder {export} "
+                          f"{source['invert_args']}")
 
 
 def balance_classes(

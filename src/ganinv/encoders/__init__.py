@@ -32,7 +32,11 @@ def generator_fingerprint(G: nn.Module) -> str:
 
 
 def encoder_target(encoder: nn.Module) -> dict[str, Any]:
-    """The ``{"name", "fingerprint", "space"}`` record of the generator ``encoder`` was trained for."""
+    """The ``{"name", "fingerprint", "space", ...}`` record of the generator ``encoder`` was trained for.
+
+    Encoders written by ``ganinv train-encoder`` for a generator given by path also record how to load it:
+    ``"source"`` (the ``--model`` / ``--generator`` options, paths made absolute) and ``"invert_args"`` (those
+    options as a command-line fragment, e.g. ``--model /data/ffhq.pt``)."""
     target = getattr(encoder, "generator_info", None)
     if not isinstance(target, dict) or "fingerprint" not in target:
         raise InputError("this encoder does not record which generator it was trained for; "
@@ -46,9 +50,10 @@ def check_compatible(encoder: nn.Module, G: Generator) -> None:
     fp = generator_fingerprint(G)
     if target["fingerprint"] != fp:
         name = getattr(G, "name", None) or getattr(G, "arch", type(G).__name__)
+        where = f" — load that one with `{target['invert_args']}`" if target.get("invert_args") else ""
         raise InputError(
             f"this encoder was trained for generator {target.get('name', '?')!r} "
-            f"(fingerprint {target['fingerprint']}), "
+            f"(fingerprint {target['fingerprint']}){where}, "
             f"not for this {name!r} generator (fingerprint {fp}); an encoder only works with the exact weights it "
             f"was trained against — train one with `ganinv train-encoder --model ...`")
 

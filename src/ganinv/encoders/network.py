@@ -13,8 +13,12 @@ One network covers the three encoder families of the literature:
   the network N times refines the inversion. Pass 0 starts from the start latent and its
   (cached) rendering, so a single pass is an ordinary encoder.
 
-Shapes: images ``[B, C, R, R]`` in [0, 1]; latents ``[B, num_ws, dim]`` for W+ generators and
+Shapes: images ``[B, C, H, W]`` in [0, 1]; latents ``[B, num_ws, dim]`` for W+ generators and
 ``[B, dim]`` for z generators (``latent_shape`` is ``(num_ws, dim)`` or ``(dim,)``).
+
+The network's own input size ``R`` (``resolution``) need not be the generator's: images of any other size
+(the generator's renderings and targets, e.g. 1024 px for a 256 px encoder) are resized to ``R × R`` first
+(:func:`fit_input`: antialiased bilinear, in float32), so the encoder's depth and cost follow ``R`` alone.
 """
 
 from __future__ import annotations
@@ -63,6 +67,15 @@ class _StyleHead(nn.Module):
         return self.linear(self.convs(x).flatten(1)).view(-1, self.k, self.dim)
 
 
+def fit_input(x: Tensor, size: int) -> Tensor:
+    """``x`` ``[B, C, H, W]`` resized to ``[B, C, size, size]`` (antialiased bilinear, float32; values keep their
+    range, e.g. [0, 1]); returned as it is (cast to float32) when it already has that size."""
+    x = x.float()
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
 def _group_sizes(num_ws: int, levels: int) -> list[int]:
     """Split ``num_ws`` codes into coarse / medium / fine groups (one per pyramid level; thirds)."""
     if num_ws < levels or levels < 3:
@@ -75,7 +88,8 @@ class PyramidEncoder(nn.Module):
     """Feature-pyramid encoder with e4e offsets/progressive deltas and ReStyle refinement input.
 
     Args:
-        resolution: input size R (a power of two ≥ 8).
+        resolution: input size R (a power of two ≥ 8); images of another size are resized to it
+            (:func:`fit_input`).
         img_channels: C of the images.
         latent_shape: ``(num_ws, dim)`` (W+) or ``(dim,)`` (z).
         width: channels of the first feature level (doubling per level, capped at ``max_width``).
@@ -154,14 +168,17 @@ class PyramidEncoder(nn.Module):
         """The network's prediction (before adding to a latent): ``[B, *latent_shape]``.
 
         Args:
-            image: targets ``[B, C, R, R]`` in [0, 1].
-            current_image: the current reconstruction ``[B, C, R, R]`` in [0, 1] (required when iterative).
+            image: targets ``[B, C, H, W]`` in [0, 1] (resized to ``R × R`` when ``H, W ≠ R``).
+            current_image: the current reconstruction ``[B, C, H', W']`` in [0, 1] (required when iterative;
+                resized likewise).
         """
-        x = image * 2 - 1
+        if image.dim() != 4 or image.shape[1] != self.img_channels:
+            raise ValueError(f"this encoder takes [B, {self.img_channels}, H, W] images, got {tuple(image.shape)}")
+        x = fit_input(image, self.resolution) * 2 - 1
         if self.iterative:
             if current_image is None:
                 raise ValueError("this encoder is iterative: pass the current reconstruction too")
-            x = torch.cat([x, current_image * 2 - 1], dim=1)
+            x = torch.cat([x, fit_input(current_image, self.resolution) * 2 - 1], dim=1)
         x = x.contiguous(memory_format=torch.channels_last)
         merged = self._features(x)
         codes = torch.cat([head(merged[len(merged) - 1 - g]) for g, head in enumerate(self.heads)], dim=1)
@@ -183,4 +200,4 @@ class PyramidEncoder(nn.Module):
         return (latent[:, 1:] - latent[:, :1]).square().sum(dim=(1, 2)) / self.latent_scale ** 2
 
 
-__all__ = ["PyramidEncoder"]
+__all__ = ["PyramidEncoder", "fit_input"]
