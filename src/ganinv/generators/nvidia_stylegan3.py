@@ -95,34 +95,6 @@ def is_stylegan3_record(record: Any) -> bool:
     return isinstance(modules, dict) and any(_LAYER_NAME.fullmatch(str(k)) for k in modules)
 
 
-def _flatten(record: Any, source: str, prefix: str = "", depth: int = 0,
-             out: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
-    """NVIDIA key names (``synthesis.L3_52_512.affine.weight``, …) → tensors, from a record tree."""
-    out = {} if out is None else out
-    if depth > 16:
-        raise CheckpointError(f"{source}: network records nest too deeply (a cycle?)")
-    for group in ("_parameters", "_buffers"):
-        entries = record.state.get(group) or {}
-        if not isinstance(entries, dict):
-            raise CheckpointError(f"{source}: {prefix or 'the generator '}has malformed {group}")
-        for name, value in entries.items():
-            if value is None:
-                continue
-            if not isinstance(value, Tensor):
-                raise CheckpointError(f"{source}: {prefix}{name} is a {type(value).__name__}, not a tensor")
-            out[f"{prefix}{name}"] = value
-    modules = record.state.get("_modules") or {}
-    if not isinstance(modules, dict):
-        raise CheckpointError(f"{source}: {prefix or 'the generator '}has malformed _modules")
-    for name, child in modules.items():
-        if child is None:
-            continue
-        if not _is_record(child):
-            raise CheckpointError(f"{source}: {prefix}{name} is a {type(child).__name__}, not an NVIDIA network")
-        _flatten(child, source, f"{prefix}{name}.", depth + 1, out)
-    return out
-
-
 def _plain(value: Any) -> Any:
     """numpy scalars → Python numbers; anything else unchanged."""
     if isinstance(value, np.generic):
@@ -304,7 +276,9 @@ def stylegan3_from_record(record: Any, source: str = "checkpoint", notices: list
         raise CheckpointError(f"{source}: its StyleGAN3 settings are unusable: {exc}") from None
     except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise CheckpointError(f"{source}: its StyleGAN3 settings are unusable ({type(exc).__name__}: {exc})") from None
-    nv = _flatten(record, source)
+    from ganinv.generators.checkpoints.unpickler import _flatten_record
+
+    nv = _flatten_record(record, source)
     state, w_avg = nvidia_stylegan3_state(nv, skeleton, source)
     _check_filters(skeleton, nv, source)
     G = skeleton.to_empty(device="cpu")
