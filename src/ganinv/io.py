@@ -332,6 +332,19 @@ def _resize_square(arr: np.ndarray, resolution: int,
     return np.clip(out, 0.0, 1.0), note
 
 
+def _composite(arr: np.ndarray, background: float, notes: list[str], *, note_opaque: bool) -> np.ndarray:
+    """``[H, W, C+1]`` colour + alpha in [0, 1] → ``[H, W, C]`` composited over the grey level ``background``;
+    says so in ``notes`` (and, with ``note_opaque``, that a fully opaque alpha channel was dropped)."""
+    colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
+    if float(alpha.min()) < 1.0:
+        bg = {0.0: "black", 1.0: "white"}.get(background, f"grey {background:g}")
+        notes.append(f"composited transparent pixels over {bg}")
+        return colour * alpha + background * (1.0 - alpha)
+    if note_opaque:
+        notes.append("dropped the (fully opaque) alpha channel")
+    return colour
+
+
 def load_target(path: str | Path, channels: int, resolution: int, *,
                 background: float = 0.0) -> tuple[Tensor, list[str]]:
     """Read an image file as a model target: ``[C, H, W]`` float32 in [0, 1], C = ``channels``, H = W = ``resolution``.
@@ -371,14 +384,7 @@ def load_target(path: str | Path, channels: int, resolution: int, *,
         raise InputError(f"{path} cannot be used as an image: {exc}") from None
 
     if has_alpha:
-        colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
-        if float(alpha.min()) < 1.0:
-            colour = colour * alpha + background * (1.0 - alpha)
-            bg = {0.0: "black", 1.0: "white"}.get(background, f"grey {background:g}")
-            notes.append(f"composited transparent pixels over {bg}")
-        else:
-            notes.append("dropped the (fully opaque) alpha channel")
-        arr = colour
+        arr = _composite(arr, background, notes, note_opaque=True)
 
     target = "L" if channels == 1 else "RGB"
     how = ""
@@ -417,12 +423,7 @@ def load_photo(path: str | Path, *, background: float = 0.0) -> tuple[Image.Imag
     except ValueError as exc:
         raise InputError(f"{path} cannot be used as an image: {exc}") from None
     if has_alpha:
-        colour, alpha = arr[:, :, :-1], arr[:, :, -1:]
-        if float(alpha.min()) < 1.0:
-            colour = colour * alpha + background * (1.0 - alpha)
-            notes.append("composited transparent pixels over " + {0.0: "black", 1.0: "white"}.get(
-                background, f"grey {background:g}"))
-        arr = colour
+        arr = _composite(arr, background, notes, note_opaque=False)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     if note:

@@ -10,6 +10,7 @@ clamp with :meth:`Generator.to_display` or ``.clamp(0, 1)`` before showing or sa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,3 +247,28 @@ def check_resolution(resolution: int) -> int:
     if resolution < 4 or 2 ** int(math.log2(resolution)) != resolution:
         raise InputError(f"resolution must be a power of two ≥ 4, got {resolution}")
     return resolution
+
+
+class StyleGenerator(Generator):
+    """A generator with a mapping network z ``[B, z_dim]`` → w ``[B, w_dim]`` whose synthesis reads ``num_ws``
+    rows of w+ (StyleGAN2, StyleGAN3). Subclasses provide ``mapping``, ``num_ws`` and the ``w_avg`` buffer
+    ``[w_dim]``; conversion along z → w → w+ and the mean latent come from here."""
+
+    num_ws: int
+    w_avg: Tensor
+    mapping: Callable[[Tensor], Tensor]  # a method or a submodule
+
+    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
+        order = ["z", "w", "w+"]
+        if src not in order or dst not in order or order.index(dst) < order.index(src):
+            return super().convert(latent, src, dst)
+        if src == "z" and dst != "z":
+            latent, src = self.mapping(latent), "w"
+        if src == "w" and dst == "w+":
+            latent = latent.unsqueeze(1).repeat(1, self.num_ws, 1)
+        return latent
+
+    def mean_latent(self, space: str = "w") -> Tensor:
+        if space == "z":
+            return super().mean_latent("z")
+        return self.convert(self.w_avg.view(1, -1), "w", space)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import Generator, LatentSpace, check_resolution
+from ganinv.generators.base import LatentSpace, StyleGenerator, check_resolution
 
 SQRT2 = math.sqrt(2.0)
 
@@ -243,7 +243,7 @@ def default_channels(resolution: int, channel_multiplier: int = 2) -> dict[int, 
     return {r: table[r] for r in table if r <= resolution}
 
 
-class StyleGAN2Generator(Generator):
+class StyleGAN2Generator(StyleGenerator):
     """StyleGAN2 generator (mapping + synthesis) with rosinality's parameter names.
 
     Latent spaces: ``z`` ``[z_dim]`` (standard normal), ``w`` ``[w_dim]`` (mapped),
@@ -343,21 +343,6 @@ class StyleGAN2Generator(Generator):
         """z ``[B, z_dim]`` → w ``[B, w_dim]``."""
         return self.style(z)
 
-    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
-        order = ["z", "w", "w+"]
-        if src not in order or dst not in order or order.index(dst) < order.index(src):
-            return super().convert(latent, src, dst)
-        if src == "z" and dst != "z":
-            latent, src = self.mapping(latent), "w"
-        if src == "w" and dst == "w+":
-            latent = latent.unsqueeze(1).repeat(1, self.num_ws, 1)
-        return latent
-
-    def mean_latent(self, space: str = "w") -> Tensor:
-        if space == "z":
-            return super().mean_latent("z")
-        w = self.w_avg.view(1, -1)
-        return self.convert(w, "w", space)
 
     @torch.no_grad()
     def estimate_w_avg(self, n: int = 10_000, seed: int = 0) -> Tensor:

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import Generator, LatentSpace, check_resolution
+from ganinv.generators.base import LatentSpace, StyleGenerator, check_resolution
 
 SQRT2 = math.sqrt(2.0)
 _CL = torch.channels_last
@@ -533,7 +533,7 @@ def stylegan3_r_config(resolution: int, **kwargs: Any) -> dict[str, Any]:
     return cfg
 
 
-class StyleGAN3Generator(Generator):
+class StyleGAN3Generator(StyleGenerator):
     """StyleGAN3 generator (-T by default; -R with :func:`stylegan3_r_config`).
 
     Latent spaces: ``z`` ``[z_dim]`` (standard normal), ``w`` ``[w_dim]`` (mapped), ``w+``
@@ -621,20 +621,6 @@ class StyleGAN3Generator(Generator):
         self.input.transform.copy_(m)
 
     # ----- latents -----------------------------------------------------------------
-    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
-        order = ["z", "w", "w+"]
-        if src not in order or dst not in order or order.index(dst) < order.index(src):
-            return super().convert(latent, src, dst)
-        if src == "z" and dst != "z":
-            latent, src = self.mapping(latent), "w"
-        if src == "w" and dst == "w+":
-            latent = latent.unsqueeze(1).repeat(1, self.num_ws, 1)
-        return latent
-
-    def mean_latent(self, space: str = "w") -> Tensor:
-        if space == "z":
-            return super().mean_latent("z")
-        return self.convert(self.w_avg.view(1, -1), "w", space)
 
     @torch.no_grad()
     def estimate_w_avg(self, n: int = 10_000, seed: int = 0) -> Tensor:
