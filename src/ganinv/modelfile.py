@@ -24,9 +24,8 @@ from torch import Tensor, nn
 from ganinv.errors import CheckpointError, GaninvError
 from ganinv.filemode import match_ordinary_mode
 
-FORMAT = "ganinv"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from ganinv.modelconfig import (CONFIG_NAME, FORMAT, SUMMARY_KEY, WEIGHTS_NAME, module_summary,  # noqa: F401
+                                read_config)
 
 
 def architectures() -> dict[str, type[nn.Module]]:
@@ -237,26 +236,9 @@ def save_pretrained(module: nn.Module, folder: str | Path, *, name: str, kind: s
     if write_config:
         cfg = {"format": FORMAT, "name": name, "kind": kind, "config": module.config(), "meta": meta or {},
                **(extra_config or {})}
+        cfg.setdefault(SUMMARY_KEY, module_summary(module))
         atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
     return folder
-
-
-def read_config(folder: str | Path) -> dict[str, Any]:
-    """Read and validate ``folder/config.json``."""
-    path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a ganinv model folder: {CONFIG_NAME} is missing")
-    try:
-        cfg = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise CheckpointError(f"{path} is nested too deeply to be a model config") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or not isinstance(cfg.get("config"), dict):
-        raise CheckpointError(f"{path} is not a ganinv model config (needs format='ganinv' and a 'config' object)")
-    return cfg
 
 
 def read_safetensors(path: str | Path) -> dict[str, Tensor]:

@@ -25,6 +25,8 @@ console = Console(stderr=True)
 out = Console()
 
 _MODEL_PANEL = "Model"
+#: Help panel of the optimisation engine's options (``ganinv.cli.groups.Engine``).
+ENGINE_PANEL = "Optimisation"
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", rich_help_panel=_MODEL_PANEL,
     help="Bundled model name (see `ganinv models`) or a checkpoint path (ganinv folder, rosinality .pt, NVIDIA .pkl).")]
@@ -41,35 +43,45 @@ ImageShapeOpt = Annotated[Optional[str], typer.Option(
 OutputRangeOpt = Annotated[Optional[str], typer.Option(
     "--output-range", rich_help_panel=_MODEL_PANEL, help="LO,HI native output range for --generator (default -1,1).")]
 OptimizerOpt = Annotated[Optional[str], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
     help="auto, adam or lbfgs (default auto: L-BFGS with the generator's stored noise maps, which measured "
     "better on every bundled model and space; Adam when --lr, --noise joint/after, a preset or a forward "
     "operator asks for it).")]
 LbfgsPreconditionOpt = Annotated[Optional[float], typer.Option(
-    "--lbfgs-precondition", help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
+    "--lbfgs-precondition", rich_help_panel=ENGINE_PANEL,
+    help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
     "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")]
 
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
-    "--max-memory", help="Memory budget of every batched pass, e.g. 8G, 8GiB, 8GB, 512M (default: 60% of the "
+    "--max-memory", rich_help_panel="Compute",
+    help="Memory budget of every batched pass, e.g. 8G, 8GiB, 8GB, 512M (default: 60% of the "
     "free RAM, 80% of the free GPU memory; also GANINV_MAX_MEMORY).")]
 RetriesOpt = Annotated[Optional[int], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
     help="Re-run images whose loss stays above --stop-loss from fresh random starts, up to this many rounds "
     "(needs --stop-loss).")]
 StopLossOpt = Annotated[Optional[float], typer.Option(
-    "--stop-loss", help="Stop an image as soon as its loss is at or below this value (per image).")]
+    "--stop-loss", rich_help_panel=ENGINE_PANEL,
+    help="Stop an image as soon as its loss is at or below this value (per image).")]
 TolOpt = Annotated[Optional[float], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
     help="Relative improvement that counts as progress for --patience (default 1e-3).")]
 MinStepsOpt = Annotated[Optional[float], typer.Option(
-    "--min-steps", help="Fraction of --steps an image runs before --patience may stop it (default 0.25).")]
+    "--min-steps", rich_help_panel=ENGINE_PANEL,
+    help="Fraction of --steps an image runs before --patience may stop it (default 0.25).")]
 PolishStepsOpt = Annotated[Optional[int], typer.Option(
-    "--polish-steps", help="Per-image L-BFGS iterations after the latent phase, from each image's best latent.")]
+    "--polish-steps", rich_help_panel=ENGINE_PANEL,
+    help="Per-image L-BFGS iterations after the latent phase, from each image's best latent.")]
 
 
 CoarseOpt = Annotated[Optional[str], typer.Option(
-    "--coarse", help="Coarse-to-fine stages for StyleGAN2: resolutions like 32,64 fitted first against the "
+    "--coarse", rich_help_panel=ENGINE_PANEL,
+    help="Coarse-to-fine stages for StyleGAN2: resolutions like 32,64 fitted first against the "
     "downsampled image, rendering only the blocks up to them; 'off', or 'auto' (default: one 64 px stage at "
     "≥ 256 px for a pixel loss with fixed noise maps).")]
 CoarseStepsOpt = Annotated[Optional[int], typer.Option(
-    "--coarse-steps", help="Steps of each coarse stage (default: max(50, --steps / 5); each image stops on its own).")]
+    "--coarse-steps", rich_help_panel=ENGINE_PANEL,
+    help="Steps of each coarse stage (default: max(50, --steps / 5); each image stops on its own).")]
 
 
 def apply_max_memory(value: str | None) -> int | None:

@@ -24,11 +24,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Table
 from rich.text import Text
 
-from ganinv.cli.common import (CoarseOpt, CoarseStepsOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt,
-                               OptimizerOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, apply_max_memory,
-                               check_encoder_options, check_optimizer_options, console, engine_options,
-                               print_table, resolve_device)
-from ganinv.cli.groups import DeviceOpt, ModelChoice
+from ganinv.cli.common import check_encoder_options, console, print_table, resolve_device
+from ganinv.cli.groups import DeviceOpt, Engine, ModelChoice
 from ganinv.cli.invert import check_loss, check_square, plan_for
 from ganinv.errors import InputError
 
@@ -59,18 +56,8 @@ def invert_dataset(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder: shards/, manifest.parquet, run.json "
                                           "(rerun the same command to resume).", show_default=False)],
     method: Annotated[str, typer.Option(help="optimize, encoder, hybrid, pti or multicode.")] = "optimize",
-    space: Annotated[Optional[str], typer.Option(help="Latent space: z, w or w+ (default: the generator's).")
-                     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the engine's).")] = None,
     seed: Annotated[int, typer.Option(help="Base seed; each image's seed is derived from it and the image's key.")
                     ] = 0,
-    loss: Annotated[Optional[str], typer.Option(help="Loss spec, e.g. mse=1,ssim=0.5.")] = None,
-    restarts: Annotated[Optional[int], typer.Option(help="Optimisations per image; the best is kept.")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Start from: auto, mean, random or best-of-N.")] = None,
-    noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after.")] = None,
-    optimizer: OptimizerOpt = None,
-    lbfgs_precondition: LbfgsPreconditionOpt = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     passes: Annotated[Optional[int], typer.Option(help="Encoder passes (encoder/hybrid).")] = None,
     encoder: Annotated[Optional[str], typer.Option(help="Encoder folder or bundled name (encoder/hybrid).")
                        ] = None,
@@ -83,11 +70,9 @@ def invert_dataset(
     threads: Annotated[int, typer.Option(help="torch CPU threads per worker (latents are bit-identical across "
                                          "backends and resumes at equal threads and device).")] = 1,
     device: DeviceOpt = "auto",
-    max_memory: MaxMemoryOpt = None,
-    retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
-    polish_steps: PolishStepsOpt = None, coarse: CoarseOpt = None, coarse_steps: CoarseStepsOpt = None,
     save_images: Annotated[bool, typer.Option("--save-images", help="Also write reconstructions to DIR/images/.")
                            ] = False,
+    engine: Engine = Engine(),
     model: ModelChoice = ModelChoice(),
 ) -> None:
     """Invert every image of SRC... into OUT: latent shards, a Parquet manifest, resumable, local or on Ray.
@@ -112,12 +97,8 @@ def invert_dataset(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
     check_sources(sources)
-    check_loss(loss)
-    given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
-             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr,
-             **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
-                              polish_steps=polish_steps, coarse=coarse, coarse_steps=coarse_steps)}
-    options = {k: v for k, v in given.items() if v is not None}
+    check_loss(engine.loss)
+    options = engine.options(method)
     method_options = {k: v for k, v in {"passes": passes}.items() if v is not None}
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
                                           ("--encoder", encoder, ("encoder", "hybrid"))) if value is not None
@@ -125,8 +106,7 @@ def invert_dataset(
     if wrong:
         raise InputError(f"{', '.join(wrong)} do(es) not apply to --method {method}")
     check_encoder_options(method, options)
-    check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
-    budget = apply_max_memory(max_memory)
+    budget = engine.apply_memory()
     dev = resolve_device(device)
 
     G, name = model.load()

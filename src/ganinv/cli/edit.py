@@ -22,20 +22,16 @@ from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
-from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, ModelOpt, OutputRangeOpt, WeightsOpt,
-                               console, print_table, resolve_generator)
-from ganinv.cli.invert import (AlignOpt, ColorMatchOpt, PasteBackOpt, PasteMaskOpt, PasteSettings, check_out_dir,
-                               check_paste_options, load_paste_mask, paste_into_photo, read_alignment,
-                               read_original)
+from ganinv.cli.common import console, print_table
+from ganinv.cli.groups import Framing, ModelChoice, Runtime
+from ganinv.cli.invert import PasteSettings, check_out_dir, paste_into_photo, read_alignment, read_original
 from ganinv.cli.latents import (
     LATENT_SUFFIXES,
     Code,
-    DeviceOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
     StepsOpt,
-    ThreadsOpt,
     convert_code,
     digit_classes,
     digit_classifier,
@@ -44,7 +40,6 @@ from ganinv.cli.latents import (
     load_codes,
     parse_strengths,
     ping_pong,
-    setup_torch,
 )
 from ganinv.errors import InputError
 
@@ -116,24 +111,18 @@ def edit(
     units: Annotated[str, typer.Option(help="sigma: strength 1 = one standard deviation of the model's codes "
                                        "along the direction; raw: strength 1 = one latent unit (InterFaceGAN's "
                                        "convention for a Gaussian z, where both agree).")] = "sigma",
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: MethodOpt = "optimize",
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
     latent_format: Annotated[str, typer.Option("--latent-format", help="Also write the edited codes for another "
                                                "tool, named <stem>_edit_<k> (k: the strength's index): e4e "
                                                "(latents.pt), restyle (latents.npy), rosinality (<first>.pt) or "
                                                "pti (<name>/0.pt); ganinv / nvidia: only the _edit.npz files.")
                      ] = "ganinv",
-    align: AlignOpt = "none",
-    paste_back: PasteBackOpt = False,
-    paste_mask: PasteMaskOpt = None,
-    color_match: ColorMatchOpt = False,
+    framing: Framing = Framing(),
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Edit images or latent codes along a direction: a strip and a GIF per input in OUT (with --paste-back, also
     the edits pasted back into each original photo)."""
@@ -147,11 +136,11 @@ def edit(
     if units not in ("sigma", "raw"):
         raise InputError(f"--units must be sigma or raw, got {units!r}")
     check_out_dir(out_dir)
-    check_paste_options(align, paste_back, paste_mask, color_match, recorded=True)
-    if paste_back:
-        check_paste_inputs(inputs, align)
-    dev = setup_torch(threads, device)
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    framing.check(recorded=True)
+    if framing.paste_back:
+        check_paste_inputs(inputs, framing.align)
+    dev = runtime.setup()
+    G, name = model.load()
     G = G.to(dev)
     num_ws = getattr(G, "num_ws", None)
     space = edit_space(G)
@@ -165,9 +154,9 @@ def edit(
     d = resolve_direction(direction, G, component=component, layers=rows, notes=notes)
     for note in notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    paste = PasteSettings(load_paste_mask(paste_mask, G.resolution), color_match,
-                          str(paste_mask) if paste_mask else None) if paste_back else None
-    codes = load_codes(inputs, G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior, align=align)
+    paste = framing.paste_settings(G.resolution)
+    codes = load_codes(inputs, G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior,
+                       align=framing.align)
     if paste is not None:
         lacking = [c.source for c in codes if c.alignment is None or c.photo is None]
         if lacking:
@@ -224,7 +213,7 @@ def edit(
         written = [str(p.relative_to(out_dir)) for p in write_latents(latent_format, out_dir, batch)]
     summary = {"model": name, "direction": direction, "direction_name": d.name, "space": d.space,
                "sigma": d.sigma, "units": units, "strengths": values, "layers": layers or "all",
-               "inversion_method": method, "records": records, "latent_format": latent_format, "align": align,
+               "inversion_method": method, "records": records, "latent_format": latent_format, "align": framing.align,
                **({"paste": {"mask": paste.mask_path, "color_match": paste.color_match}} if paste else {}),
                **({"latent_files": written} if written else {})}
     (out_dir / "edit.json").write_text(json.dumps(summary, indent=2) + "\n")

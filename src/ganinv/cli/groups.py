@@ -23,19 +23,27 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional
 
+from pathlib import Path
+
 import typer
 
-from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, ModelOpt, OutputRangeOpt, WeightsOpt,
-                               resolve_device, resolve_generator)
+from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
+                               LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
+                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, WeightsOpt,
+                               apply_max_memory, check_optimizer_options, engine_options, resolve_device,
+                               resolve_generator)
 from ganinv.errors import InputError
 
 if TYPE_CHECKING:
     import torch
 
+    from ganinv.cli.invert import PasteSettings
     from ganinv.generators.base import Generator
 
-DeviceOpt = Annotated[str, typer.Option(rich_help_panel="Compute", help="cpu, cuda, cuda:N or auto (the first usable GPU, else cpu).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(rich_help_panel="Compute", help="torch CPU threads (default: torch's).")]
+DeviceOpt = Annotated[str, typer.Option(
+    rich_help_panel="Compute", help="cpu, cuda, cuda:N or auto (the first usable GPU, else cpu).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    rich_help_panel="Compute", help="torch CPU threads (default: torch's).")]
 
 
 class OptionGroup:
@@ -73,6 +81,127 @@ class Runtime(OptionGroup):
         """Apply ``--threads`` (≥ 1) and resolve ``--device``; an unusable device is an :class:`InputError`."""
         apply_threads(self.threads)
         return resolve_device(self.device)
+
+
+#: ``--align`` choices: no framing (the whole file, centre-cropped and resized), FFHQ face alignment (MTCNN; one
+#: target per face), or the largest centred square.
+ALIGN_MODES = ("none", "face", "center")
+_PHOTO_PANEL = "Photo"
+AlignOpt = Annotated[str, typer.Option(
+    "--align", rich_help_panel=_PHOTO_PANEL,
+    help="Frame each photo first: none (the whole image, centre-cropped), face (FFHQ alignment of every detected "
+    "face, MTCNN; a photo with several faces gives <stem>_face0, <stem>_face1, …) or center (the largest centred "
+    "square). The framing is recorded in the .npz and summary.json for --paste-back.")]
+PasteBackOpt = Annotated[bool, typer.Option(
+    "--paste-back", rich_help_panel=_PHOTO_PANEL,
+    help="Also write the result pasted back into the original photo at its own size (needs --align face/center, "
+    "or codes whose .npz records an alignment).")]
+PasteMaskOpt = Annotated[Optional[Path], typer.Option(
+    "--paste-mask", rich_help_panel=_PHOTO_PANEL,
+    help="Grey PNG in the aligned frame (the model's resolution; white = paste, black = keep the photo) blending "
+    "each pasted face.")]
+ColorMatchOpt = Annotated[bool, typer.Option(
+    "--color-match", rich_help_panel=_PHOTO_PANEL,
+    help="Match the pasted image's per-channel mean and spread to the photo's under it.")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Framing(OptionGroup):
+    """How photos are framed before inversion and whether results go back into them: ``--align``,
+    ``--paste-back``, ``--paste-mask``, ``--color-match``."""
+
+    align: AlignOpt = "none"
+    paste_back: PasteBackOpt = False
+    paste_mask: PasteMaskOpt = None
+    color_match: ColorMatchOpt = False
+
+    def check(self, recorded: bool = False) -> None:
+        """``--align`` is known; ``--paste-mask``/``--color-match`` need ``--paste-back``, which needs a framing:
+        ``--align`` other than none, or (``recorded``: the command also reads codes) alignments recorded in the
+        input codes. Raises :class:`InputError`."""
+        if self.align not in ALIGN_MODES:
+            raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {self.align!r}")
+        if not self.paste_back:
+            extra = [flag for flag, given in (("--paste-mask", self.paste_mask is not None),
+                                              ("--color-match", self.color_match)) if given]
+            if extra:
+                raise InputError(f"{' and '.join(extra)} only apply with --paste-back")
+            return
+        if self.align == "none" and not recorded:
+            raise InputError("--paste-back needs to know where each image came from in its photo: add --align face "
+                             "(faces) or --align center (largest centred square)")
+
+    def paste_settings(self, resolution: int) -> PasteSettings | None:
+        """What pasting back needs (the mask read at ``resolution``), or None without ``--paste-back``."""
+        if not self.paste_back:
+            return None
+        from ganinv.cli.invert import PasteSettings, load_paste_mask
+
+        return PasteSettings(load_paste_mask(self.paste_mask, resolution), self.color_match,
+                             str(self.paste_mask) if self.paste_mask else None)
+
+
+SpaceOpt = Annotated[Optional[str], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
+    help="Latent space: z, w or w+ (default: the generator's, w+ for StyleGAN2).")]
+EngineStepsOpt = Annotated[Optional[int], typer.Option(
+    rich_help_panel=ENGINE_PANEL, help="Optimisation steps (default: the engine's).")]
+LossOpt = Annotated[Optional[str], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
+    help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, lpips, lpips_alex, dfeat; lpips fetches its "
+    "backbone once, unless GANINV_OFFLINE=1).")]
+RestartsOpt = Annotated[Optional[int], typer.Option(
+    rich_help_panel=ENGINE_PANEL, help="Optimisations per image; the best is kept.")]
+InitOpt = Annotated[Optional[str], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
+    help="Start from: auto (mean in W/W+, best-of-64 in z), mean, random or best-of-N.")]
+NoiseOpt = Annotated[Optional[str], typer.Option(
+    rich_help_panel=ENGINE_PANEL,
+    help="StyleGAN2 noise maps: fixed, joint or after (default: the engine's).")]
+LrOpt = Annotated[Optional[float], typer.Option(
+    rich_help_panel=ENGINE_PANEL, help="Peak learning rate (Adam).")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine(OptionGroup):
+    """The optimisation engine's options that every inverting command passes through: the space, schedule, loss,
+    starts, optimiser, stopping, coarse-to-fine stages and memory budget."""
+
+    space: SpaceOpt = None
+    steps: EngineStepsOpt = None
+    loss: LossOpt = None
+    restarts: RestartsOpt = None
+    init: InitOpt = None
+    noise: NoiseOpt = None
+    optimizer: OptimizerOpt = None
+    lbfgs_precondition: LbfgsPreconditionOpt = None
+    lr: LrOpt = None
+    retries: RetriesOpt = None
+    stop_loss: StopLossOpt = None
+    tol: TolOpt = None
+    min_steps: MinStepsOpt = None
+    polish_steps: PolishStepsOpt = None
+    coarse: CoarseOpt = None
+    coarse_steps: CoarseStepsOpt = None
+    max_memory: MaxMemoryOpt = None
+
+    def options(self, method: str) -> dict[str, object]:
+        """The given options as the engine's keyword arguments (``None`` left out), checked for ``method``: stopping
+        values in range, no option the method's optimiser ignores (the loss spec: ``ganinv.cli.invert.check_loss``).
+        Raises :class:`InputError`."""
+        check_optimizer_options(self.optimizer, method, lr=self.lr, lbfgs_precondition=self.lbfgs_precondition)
+        given = {"space": self.space, "steps": self.steps, "loss": self.loss, "restarts": self.restarts,
+                 "init": self.init, "noise": self.noise, "optimizer": self.optimizer,
+                 "lbfgs_precondition": self.lbfgs_precondition, "lr": self.lr,
+                 **engine_options(retries=self.retries, stop_loss=self.stop_loss, tol=self.tol,
+                                  min_steps=self.min_steps, polish_steps=self.polish_steps, coarse=self.coarse,
+                                  coarse_steps=self.coarse_steps)}
+        return {k: v for k, v in given.items() if v is not None}
+
+    def apply_memory(self) -> int | None:
+        """Set the process's memory budget from ``--max-memory`` (or ``GANINV_MAX_MEMORY``); the budget in bytes,
+        None when automatic."""
+        return apply_max_memory(self.max_memory)
 
 
 def apply_threads(threads: int | None) -> None:
@@ -135,4 +264,5 @@ def expand_groups(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-__all__ = ["DeviceOpt", "ModelChoice", "OptionGroup", "Runtime", "ThreadsOpt", "apply_threads", "expand_groups"]
+__all__ = ["ALIGN_MODES", "AlignOpt", "ColorMatchOpt", "DeviceOpt", "Engine", "Framing", "ModelChoice", "OptionGroup",
+           "PasteBackOpt", "PasteMaskOpt", "Runtime", "ThreadsOpt", "apply_threads", "expand_groups"]

@@ -33,11 +33,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ganinv.cli.common import (CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
-                               LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
-                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, WeightsOpt,
-                               apply_max_memory, check_encoder_options, check_optimizer_options, console,
-                               engine_options, print_table, resolve_device, resolve_generator)
+from ganinv.cli.common import check_encoder_options, console, print_table
+from ganinv.cli.groups import ALIGN_MODES, Engine, Framing, ModelChoice, Runtime
 from ganinv.errors import GaninvError, InputError
 
 if TYPE_CHECKING:
@@ -55,26 +52,10 @@ VIDEO_MAX_IMAGES = 64
 COMPARISON_MAX_IMAGES = 100
 #: Roughly this many video frames per optimisation phase.
 VIDEO_FRAMES = 60
-#: ``--align`` choices: no framing (the whole file, centre-cropped and resized as before), FFHQ face alignment
-#: (MTCNN; one target per face), or the largest centred square.
-ALIGN_MODES = ("none", "face", "center")
 #: Keys of the per-image ``.npz`` that record the framing (0-d text arrays; latent readers ignore them).
 ALIGNMENT_KEY = "alignment_json"
 PHOTO_KEY = "photo_path"
 
-AlignOpt = Annotated[str, typer.Option("--align", help="Frame each photo first: none (the whole image, "
-                                       "centre-cropped), face (FFHQ alignment of every detected face, MTCNN; a "
-                                       "photo with several faces gives <stem>_face0, <stem>_face1, …) or center "
-                                       "(the largest centred square). The framing is recorded in the .npz and "
-                                       "summary.json for --paste-back.")]
-PasteBackOpt = Annotated[bool, typer.Option("--paste-back", help="Also write the result pasted back into the "
-                                            "original photo at its own size (needs --align face/center, or codes "
-                                            "whose .npz records an alignment).")]
-PasteMaskOpt = Annotated[Optional[Path], typer.Option("--paste-mask", help="Grey PNG in the aligned frame (the "
-                                                      "model's resolution; white = paste, black = keep the photo) "
-                                                      "blending each pasted face.")]
-ColorMatchOpt = Annotated[bool, typer.Option("--color-match", help="Match the pasted image's per-channel mean "
-                                             "and spread to the photo's under it.")]
 
 @dataclass
 class Target:
@@ -837,23 +818,6 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     return InvertOutcome(result, records, failures, out_dir, files)
 
 
-def check_paste_options(align: str, paste_back: bool, paste_mask: Path | None, color_match: bool,
-                        recorded: bool = False) -> None:
-    """``--align`` is known; ``--paste-mask``/``--color-match`` need ``--paste-back``, which needs a framing: ``align``
-    other than none, or (``recorded``) alignments recorded in the input codes."""
-    if align not in ALIGN_MODES:
-        raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
-    if not paste_back:
-        extra = [flag for flag, given in (("--paste-mask", paste_mask is not None), ("--color-match", color_match))
-                 if given]
-        if extra:
-            raise InputError(f"{' and '.join(extra)} only apply with --paste-back")
-        return
-    if align == "none" and not recorded:
-        raise InputError("--paste-back needs to know where each image came from in its photo: add --align face "
-                         "(faces) or --align center (largest centred square)")
-
-
 def report_failures(failures: list[dict[str, str]]) -> None:
     """Print the inputs that failed, one line each."""
     if not failures:
@@ -873,9 +837,6 @@ def invert(
                                                  show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing; other files in "
                                           "it are left alone).", show_default=False)],
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     method: Annotated[str, typer.Option(help="optimize, encoder (one pass + --passes refinement), hybrid "
                                         "(encoder start, then optimisation), pti (pivot + generator tuning, "
                                         "saved as weight deltas) or multicode (N codes blended at a layer, "
@@ -891,20 +852,6 @@ def invert(
                       ] = None,
     pti_steps: Annotated[Optional[int], typer.Option(help="PTI: maximum generator-tuning steps.")] = None,
     rank: Annotated[Optional[int], typer.Option(help="PTI: rank of each weight delta (0 = full).")] = None,
-    space: Annotated[Optional[str], typer.Option(help="Latent space: z, w or w+ (default: the generator's, "
-                                                 "w+ for StyleGAN2).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the engine's).")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, "
-                                                "lpips, lpips_alex, dfeat; lpips fetches its backbone once, "
-                                                "unless GANINV_OFFLINE=1).")] = None,
-    restarts: Annotated[Optional[int], typer.Option(help="Optimisations per image; the best is kept.")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Start from: auto (mean in W/W+, best-of-64 in z), mean, "
-                                                     "random or best-of-N.")] = None,
-    noise: Annotated[Optional[str], typer.Option(help="StyleGAN2 noise maps: fixed, joint or after (default: "
-                                                 "the engine's).")] = None,
-    optimizer: OptimizerOpt = None,
-    lbfgs_precondition: LbfgsPreconditionOpt = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     prior: Annotated[Optional[float], typer.Option(help="Weight of the latent prior (≥ 0).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop an image after this many steps without "
                                                     "improvement.")] = None,
@@ -912,13 +859,8 @@ def invert(
                                                   "options override it).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Rows per optimisation batch "
                                                       "(default: as many as fit in --max-memory).")] = None,
-    max_memory: MaxMemoryOpt = None,
-    retries: RetriesOpt = None, stop_loss: StopLossOpt = None, tol: TolOpt = None, min_steps: MinStepsOpt = None,
-    polish_steps: PolishStepsOpt = None, coarse: CoarseOpt = None, coarse_steps: CoarseStepsOpt = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same result).")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Run the generator through torch.compile.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")] = "auto",
     video: Annotated[Optional[Path], typer.Option(help="Also write the optimisation as a .gif (or .mp4).")] = None,
     no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
                                                 "classifier).")] = False,
@@ -927,45 +869,35 @@ def invert(
                                                "optimised noise_<i> maps); nvidia (the same .npz: NVIDIA's "
                                                "projected_w.npz layout); or, beside the .npz files, e4e "
                                                "(latents.pt, one tensor [N, num_ws, w_dim]), restyle (latents.npy, "
-                                               "a pickled dict {image name: [num_ws, w_dim]}, as ReStyle/HyperStyle "
+                                               "a pickled dict {image name: \\[num_ws, w_dim]}, as ReStyle/HyperStyle "
                                                "write it), rosinality (<first stem>.pt, {image path: {img, latent, "
                                                "noise}} like its projector.py) or pti (<stem>/0.pt, a [1, num_ws, "
                                                "w_dim] pivot per image). The last four hold W/W+ codes.")
                      ] = "ganinv",
-    align: AlignOpt = "none",
-    paste_back: PasteBackOpt = False,
-    paste_mask: PasteMaskOpt = None,
-    color_match: ColorMatchOpt = False,
+    engine: Engine = Engine(),
+    framing: Framing = Framing(),
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Invert images into a generator's latent space: reconstructions, latents (.npz), metrics and figures in OUT.
 
     All images are optimised together in one batched run. Unreadable files (and, with --align face, photos
     without a usable face) are skipped and reported; the exit code is 1 when any input failed.
     """
-    import torch
-
     from ganinv.io import collect_images
 
     check_out_dir(out_dir)
     check_video_path(video)
-    check_paste_options(align, paste_back, paste_mask, color_match)
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {threads}")
-        torch.set_num_threads(threads)
+    framing.check()
     if patience is not None and patience < 1:
         raise InputError(f"--patience must be ≥ 1, got {patience}")
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
-    loss_terms = check_loss(loss)
-    apply_max_memory(max_memory)
-    dev = resolve_device(device)
+    loss_terms = check_loss(engine.loss)
+    engine.apply_memory()
+    dev = runtime.setup()
 
-    given = {"space": space, "steps": steps, "loss": loss, "restarts": restarts, "init": init, "noise": noise,
-             "optimizer": optimizer, "lbfgs_precondition": lbfgs_precondition, "lr": lr, "prior": prior,
-             "patience": patience, "batch_size": batch_size,
-             **engine_options(retries=retries, stop_loss=stop_loss, tol=tol, min_steps=min_steps,
-                              polish_steps=polish_steps, coarse=coarse, coarse_steps=coarse_steps),
+    given = {**engine.options(method), "prior": prior, "patience": patience, "batch_size": batch_size,
              "seed": seed, "compile": True if compile else None}
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},
@@ -983,16 +915,14 @@ def invert(
     check_encoder_options(method, options)
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
-    check_optimizer_options(optimizer, method, lr=lr, lbfgs_precondition=lbfgs_precondition)
 
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
+    G, name = model.load()
     check_square(G)
-    paste = PasteSettings(load_paste_mask(paste_mask, G.resolution), color_match,
-                          str(paste_mask) if paste_mask else None) if paste_back else None
+    paste = framing.paste_settings(G.resolution)
     from ganinv.latentfiles import check_format
 
     latent_format = check_format(latent_format, space=options.get("space", G.default_space), method=method)
-    discriminator = load_discriminator_for(model, generator) if "dfeat" in loss_terms else None
+    discriminator = load_discriminator_for(model.model, model.generator) if "dfeat" in loss_terms else None
     G = G.to(dev)
     if discriminator is not None:
         discriminator = discriminator.to(dev)
@@ -1007,10 +937,10 @@ def invert(
     failures = [{"input": str(p), "error": why} for p, why in problems]
     for f in failures:
         console.print(f"[yellow]skipped:[/] {escape(f['input'])}: {escape(f['error'])}")
-    targets, load_failures = load_targets(paths, G, out_dir, align)
+    targets, load_failures = load_targets(paths, G, out_dir, framing.align)
     failures += load_failures
     if not targets:
-        could = "could be read" if align == "none" else "could be read and framed"
+        could = "could be read" if framing.align == "none" else "could be read and framed"
         raise InputError(f"none of the {len(paths)} input file(s) {could}: "
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,

@@ -39,8 +39,6 @@ PriorOpt = Annotated[Optional[float], typer.Option(help="Latent-prior weight of 
                                                    "higher keeps codes nearer the mean w, less faithful but more "
                                                    "editable; 0 turns it off (default 0.003, the editing "
                                                    "benchmark's choice: docs/editing.md).")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]
 
 
 @dataclass
@@ -79,19 +77,6 @@ def parse_strengths(text: str) -> list[float]:
             raise InputError(f"bad --strengths {text!r}: {p!r} is not finite")
         values.append(v)
     return values
-
-
-def setup_torch(threads: int | None, device: str) -> Any:
-    """Apply ``--threads`` and resolve ``--device``."""
-    import torch
-
-    from ganinv.cli.common import resolve_device
-
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {threads}")
-        torch.set_num_threads(threads)
-    return resolve_device(device)
 
 
 def _expand(inputs: list[Path]) -> list[Path]:

@@ -1,16 +1,29 @@
-"""``ganinv models``: list the bundled models."""
+"""``ganinv models``: list the bundled models.
+
+Each model is described from its ``config.json`` (its recorded summary: parameter count, latent spaces, image
+shape), so listing needs neither torch nor the weights; a config without a summary is built to describe it.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
-from ganinv.cli.common import describe_spaces, human_size, print_table
+from ganinv.cli.common import human_size, print_table
+
+
+def spaces_text(summary: dict[str, Any]) -> str:
+    """``z 128 · w 128 · w+ 8×128 · noise ×7`` from a generator's summary."""
+    parts = [f"{name} {'×'.join(map(str, shape))}" for name, shape in summary["latent_spaces"].items()]
+    if summary.get("noise_maps"):
+        parts.append(f"noise ×{summary['noise_maps']}")
+    return " · ".join(parts)
 
 
 def models() -> None:
     """List the bundled models: kind, architecture, resolution, latent spaces, size."""
     from ganinv import zoo
-    from ganinv.generators.base import Generator
 
     table = Table(title="bundled models")
     table.add_column("name", no_wrap=True, style="bold")
@@ -20,12 +33,12 @@ def models() -> None:
         cfg = zoo.describe(name)
         folder = zoo.model_dir(name)
         size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-        module = zoo.load(name)
-        params = sum(p.numel() for p in module.parameters())
+        info = zoo.summary(name)
         meta = cfg.get("meta", {})
-        if isinstance(module, Generator):
-            spaces = describe_spaces(module)
-            res = f"{module.resolution}×{module.resolution}×{module.channels}"
+        if cfg.get("kind") == "generator":
+            spaces = spaces_text(info)
+            c, h, w = info["image_shape"]
+            res = f"{h}×{w}×{c}"
             q = meta.get("quality")
             quality = (f"conf {q['confidence']:.2f}, FD {q['fd_ratio']:.1f}× floor" if q else "")
         elif cfg.get("kind") == "encoder":
@@ -40,5 +53,5 @@ def models() -> None:
             acc = meta.get("heldout_accuracy")
             quality = f"held-out acc {acc:.2%}" if acc is not None else ""
         table.add_row(name, cfg.get("kind", "?"), cfg["config"].get("arch", "?"), res, spaces,
-                      f"{params / 1e6:.2f} M", human_size(size), quality)
+                      f"{info['parameters'] / 1e6:.2f} M", human_size(size), quality)
     print_table(table)

@@ -25,9 +25,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ganinv.cli.common import (GeneratorOpt, ImageShapeOpt, LatentDimOpt, MaxMemoryOpt, ModelOpt, OutputRangeOpt,
-                               WeightsOpt, apply_max_memory, console, print_table, resolve_device,
-                               resolve_generator)
+from ganinv.cli.common import MaxMemoryOpt, apply_max_memory, console, print_table
+from ganinv.cli.groups import ModelChoice, Runtime
 from ganinv.cli.invert import _num
 from ganinv.errors import GaninvError, InputError
 
@@ -134,9 +133,6 @@ def restore(
                                            "phase.", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).",
                                           show_default=False)],
-    model: ModelOpt = None,
-    generator: GeneratorOpt = None, weights: WeightsOpt = None, latent_dim: LatentDimOpt = None,
-    image_shape: ImageShapeOpt = None, output_range: OutputRangeOpt = None,
     simulate: Annotated[bool, typer.Option("--simulate", help="Degrade the (clean) inputs first and score the "
                                            "restorations against them.")] = False,
     hypotheses: Annotated[int, typer.Option("--hypotheses", "-k", help="Independent restorations per input, "
@@ -169,9 +165,9 @@ def restore(
     seed: Annotated[int, typer.Option(help="Seed of the simulated noise and of hypothesis 0.")] = 0,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also run the classical baseline.")
                         ] = True,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "auto",
     max_memory: MaxMemoryOpt = None,
+    model: ModelChoice = ModelChoice(),
+    runtime: Runtime = Runtime(),
 ) -> None:
     """Restore degraded images (inpainting, super-resolution, deblurring, denoising, colorization, compressed
     sensing, phase retrieval) with the generator as the prior."""
@@ -195,10 +191,7 @@ def restore(
         raise InputError(f"--method must be optimize or multicode for restoration, got {method!r}")
     if hypotheses < 1:
         raise InputError(f"--hypotheses must be ≥ 1, got {hypotheses}")
-    if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be ≥ 1, got {threads}")
-        torch.set_num_threads(threads)
+    dev = runtime.setup()
     for flag, value, ok in (("--codes", codes, "multicode"), ("--layer", layer, "multicode"),
                             ("--restarts", restarts, "optimize")):
         if value is not None and method != ok:
@@ -210,8 +203,8 @@ def restore(
         raise InputError("denoise: the noise is the task; give its std with --sigma, not --noise-sigma")
     task_opts = {k: v for k, v in task_given.items() if v is not None}
 
-    G, name = resolve_generator(model, generator, weights, latent_dim, image_shape, output_range)
-    G = G.to(resolve_device(device))
+    G, name = model.load()
+    G = G.to(dev)
     task = make_task(task_name, tuple(G.image_shape), **task_opts)  # bad task options fail here, before any work
     options = {k: v for k, v in {"codes": codes, "layer": layer, "space": space, "steps": steps,
                                  "restarts": restarts, "prior": prior, "lr": lr}.items() if v is not None}

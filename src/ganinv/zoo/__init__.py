@@ -8,12 +8,13 @@ Each model is a folder ``zoo/<name>/`` with ``config.json`` and ``model.safetens
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ganinv.errors import UnknownModelError
-from ganinv.modelfile import CONFIG_NAME, load_pretrained, read_config
+from ganinv.modelconfig import CONFIG_NAME, read_config, read_summary
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mnist-stylegan2"
@@ -39,8 +40,23 @@ def describe(name: str) -> dict[str, Any]:
     return read_config(model_dir(name))
 
 
+def summary(name: str) -> dict[str, Any]:
+    """What bundled model ``name`` is, without building it when its config records a summary (else it is loaded):
+    ``{"parameters": int}``, for a generator also ``latent_spaces`` ``{name: shape}``, ``noise_maps`` (count) and
+    ``image_shape`` ``[C, H, W]`` (see :func:`ganinv.modelconfig.module_summary`)."""
+    cfg = describe(name)
+    found = read_summary(cfg, generator=cfg.get("kind") == "generator")
+    if found is not None:
+        return found
+    from ganinv.modelconfig import module_summary
+
+    return module_summary(load(name))
+
+
 def load(name: str) -> nn.Module:
     """Load bundled model ``name`` (generator or classifier), eval mode, frozen."""
+    from ganinv.modelfile import load_pretrained
+
     return load_pretrained(model_dir(name))
 
 
@@ -50,6 +66,8 @@ def load_discriminator(name: str) -> nn.Module:
     cfg = read_config(folder)
     if "discriminator" not in cfg:
         raise UnknownModelError(f"bundled model {name!r} has no discriminator")
+    from ganinv.modelfile import load_pretrained
+
     return load_pretrained(folder, weights_name="discriminator.safetensors", config_key="discriminator")
 
 
