@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ganinv.cli.common import console
-from ganinv.cli.groups import ModelChoice, Runtime
+from ganinv.cli.groups import AlignOpt, Framing, ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
     MethodOpt,
@@ -44,6 +44,7 @@ def interpolate(
     inversion_steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
+    align: AlignOpt = "none",
     model: ModelChoice = ModelChoice(),
     runtime: Runtime = Runtime(),
 ) -> None:
@@ -59,11 +60,12 @@ def interpolate(
     if how not in ("auto", "lerp", "slerp"):
         raise InputError(f"--how must be lerp, slerp or auto, got {how!r}")
     check_out_dir(out_dir)
+    Framing(align=align).check()
     dev = runtime.setup()
     G, name = model.load()
     G = G.to(dev)
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=inversion_steps, seed=seed, prior=prior,
-                        allow_pti=False, one_per_input=True)
+                        allow_pti=False, one_per_input=True, align=align)
     space = common_space([ca, cb], G)
     la, lb = convert_code(ca, space, G), convert_code(cb, space, G)
     kind = ("slerp" if space == "z" else "lerp") if how == "auto" else how

@@ -155,17 +155,20 @@ def unique_stems(paths: list[Path], out_dir: Path) -> list[str]:
     return stems
 
 
-def load_targets(paths: list[Path], G: Generator, out_dir: Path,
-                 align: str = "none") -> tuple[list[Target], list[dict[str, str]]]:
+def load_targets(paths: list[Path], G: Generator, out_dir: Path, align: str = "none", *,
+                 size: int | None = None, channels: int | None = None) -> tuple[list[Target], list[dict[str, str]]]:
     """Read every file as a target (or, with ``align`` ``face``/``center``, one target per framed face) for ``G``;
     print each file's conversion notes once; unreadable files, and photos without a usable face, become failures
-    ``{"input", "error"}`` (reported, not raised). A missing face-detector is raised (it concerns every file)."""
+    ``{"input", "error"}`` (reported, not raised). A missing face-detector is raised (it concerns every file).
+
+    ``size`` / ``channels`` frame photos at another side / channel count than ``G``'s (e.g. a low-resolution
+    observation for super-resolution); only with ``align`` ``face``/``center``."""
     from ganinv.io import load_target
 
     if align not in ALIGN_MODES:
         raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {align!r}")
     if align != "none":
-        return _load_framed(paths, G, out_dir, align)
+        return _load_framed(paths, G, out_dir, align, size or G.resolution, channels or G.channels)
     names = [p.name for p in paths]
     targets: list[Target] = []
     failures: list[dict[str, str]] = []
@@ -236,9 +239,10 @@ def frame_photo(photo: Image.Image, align: str, size: int,
     return out
 
 
-def _load_framed(paths: list[Path], G: Generator, out_dir: Path,
-                 align: str) -> tuple[list[Target], list[dict[str, str]]]:
-    """:func:`load_targets` for ``--align face|center``: each photo read at full size and framed."""
+def _load_framed(paths: list[Path], G: Generator, out_dir: Path, align: str, size: int,
+                 channels: int) -> tuple[list[Target], list[dict[str, str]]]:
+    """:func:`load_targets` for ``--align face|center``: each photo read at full size and framed to ``size`` px,
+    ``channels`` channels."""
     from ganinv.io import load_photo
 
     detector = None
@@ -252,7 +256,7 @@ def _load_framed(paths: list[Path], G: Generator, out_dir: Path,
     for index, path in enumerate(paths):
         try:
             photo, notes = load_photo(path)
-            framed.append((index, path, frame_photo(photo, align, G.resolution, detector), notes))
+            framed.append((index, path, frame_photo(photo, align, size, detector), notes))
         except GaninvError as exc:
             text = str(exc)
             error = text if text.startswith(str(path)) else f"{path}: {text}"
@@ -273,7 +277,7 @@ def _load_framed(paths: list[Path], G: Generator, out_dir: Path,
                 stem = f"{group}{suffix}-{n}"
             used.add(stem.lower())
             console.print(f"{escape(label)}: {escape(note)}" + (f" as {escape(stem)}" if stem != path.stem else ""))
-            targets.append(Target(str(path), stem, _photo_tensor(aligned, G.channels), [*notes, note],
+            targets.append(Target(str(path), stem, _photo_tensor(aligned, channels), [*notes, note],
                                   alignment=alignment, photo=str(path.resolve()), group=group,
                                   suffix=stem[len(group):], index=index))
     return targets, failures

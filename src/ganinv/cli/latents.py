@@ -176,6 +176,13 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
         if failures:
             where, why = failures[0]["input"], failures[0]["error"]
             raise InputError(why if why.startswith(where) else f"{where}: {why}")
+        if one_per_input:
+            faces = [t for t in targets if t.suffix]
+            if faces:
+                n = sum(t.index == faces[0].index for t in targets)
+                raise InputError(f"{faces[0].source} has {n} faces, and this command takes one image per input: "
+                                 "crop the photo to one face, or invert it with `ganinv invert --align face` and "
+                                 "pass the .npz of the face you want")
         for t in targets:
             i = image_idx[t.index]
             t.group = stems[i] if t.alignment is not None else None

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from ganinv.cli.common import console
-from ganinv.cli.groups import ModelChoice, Runtime
+from ganinv.cli.groups import AlignOpt, Framing, ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
     MethodOpt,
@@ -40,6 +40,7 @@ def mix(
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
+    align: AlignOpt = "none",
     model: ModelChoice = ModelChoice(),
     runtime: Runtime = Runtime(),
 ) -> None:
@@ -51,6 +52,7 @@ def mix(
     from ganinv.io import save_grid, save_image, save_npz
 
     check_out_dir(out_dir)
+    Framing(align=align).check()
     dev = runtime.setup()
     G, name = model.load()
     G = G.to(dev)
@@ -61,7 +63,7 @@ def mix(
     if rows is None:
         raise InputError("--layers is empty: give the w+ rows to take from B, e.g. 4-7")
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior,
-                        allow_pti=False, one_per_input=True)
+                        allow_pti=False, one_per_input=True, align=align)
     la, lb = convert_code(ca, "w+", G), convert_code(cb, "w+", G)
     mixed = mix_codes(la, lb, rows)
     tiles = torch.cat([render(G, la, "w+", ca.noise), render(G, lb, "w+", cb.noise),

@@ -26,12 +26,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ganinv.cli.common import MaxMemoryOpt, apply_max_memory, console, print_table
-from ganinv.cli.groups import ModelChoice, Runtime
+from ganinv.cli.groups import Framing, ModelChoice, Runtime
 from ganinv.cli.invert import _num
 from ganinv.errors import GaninvError, InputError
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from ganinv.cli.invert import Target
 
     from ganinv.physics.tasks import Task
 
@@ -166,24 +168,31 @@ def restore(
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="Also run the classical baseline.")
                         ] = True,
     max_memory: MaxMemoryOpt = None,
+    framing: Framing = Framing(),
     model: ModelChoice = ModelChoice(),
     runtime: Runtime = Runtime(),
 ) -> None:
     """Restore degraded images (inpainting, super-resolution, deblurring, denoising, colorization, compressed
-    sensing, phase retrieval) with the generator as the prior."""
+    sensing, phase retrieval) with the generator as the prior.
+
+    With --align face|center, photos are framed first (clean photos with --simulate; observed photos at the
+    observation's size, e.g. model size / factor for sr) and, with --paste-back, each restoration is pasted back
+    into its photo (<stem>.pasted.png)."""
     import numpy as np
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from ganinv import metrics as M
-    from ganinv.cli.invert import check_out_dir, load_targets, unique_stems
+    from ganinv.cli.invert import (alignment_arrays, check_out_dir, load_targets, paste_into_photo, save_pil,
+                                   unique_stems)
     from ganinv.io import collect_images, save_image, save_labeled_grid, save_npz
     from ganinv.modelfile import atomic_write
     from ganinv.physics import TASK_NAMES, make_task
     from ganinv.restore import restore as run_restore
 
     check_out_dir(out_dir)
+    framing.check()
     apply_max_memory(max_memory)
     if task_name not in TASK_NAMES:
         raise InputError(f"unknown task {task_name!r}; available: {', '.join(TASK_NAMES)}")
@@ -206,6 +215,13 @@ def restore(
     G, name = model.load()
     G = G.to(dev)
     task = make_task(task_name, tuple(G.image_shape), **task_opts)  # bad task options fail here, before any work
+    obs_shape = tuple(task.observation_shape)
+    square = task.observation_is_image and len(obs_shape) == 3 and obs_shape[1] == obs_shape[2]
+    obs_c, obs_h = (obs_shape[0], obs_shape[1]) if square else (0, 0)
+    if framing.align != "none" and not simulate and not square:
+        raise InputError(f"--align frames photos, and a {task.describe()} observation is not a square image; "
+                         "frame clean photos with --simulate, or give the observations as arrays without --align")
+    paste = framing.paste_settings(G.resolution)
     options = {k: v for k, v in {"codes": codes, "layer": layer, "space": space, "steps": steps,
                                  "restarts": restarts, "prior": prior, "lr": lr}.items() if v is not None}
 
@@ -215,17 +231,31 @@ def restore(
     for f in failures:
         console.print(f"[yellow]skipped:[/] {escape(f['input'])}: {escape(f['error'])}")
     clean: Tensor | None = None
+    framed: dict[str, Target] = {}  # stem → its target, for photos framed with --align
     if simulate:
-        targets, load_failures = load_targets(paths, G, out_dir)
+        targets, load_failures = load_targets(paths, G, out_dir, framing.align)
         failures += load_failures
         if not targets:
-            raise InputError("none of the inputs could be read as an image")
+            raise InputError("none of the inputs could be read as an image"
+                             + (" and framed: " + "; ".join(f["error"] for f in load_failures[:3])
+                                if framing.align != "none" and load_failures else ""))
         stems = [t.stem for t in targets]
         sources = [t.source for t in targets]
+        framed = {t.stem: t for t in targets if t.alignment is not None}
         clean = torch.stack([t.image for t in targets])
         y = task.simulate(clean.to(G.device), seed=seed).cpu()
     else:
         ys, stems_raw, sources = [], [], []
+        if framing.align != "none":  # photos are framed at the observation's size; arrays are read as they are
+            photos = [p for p in paths if p.suffix.lower() not in (".npz", ".npy")]
+            paths = [p for p in paths if p.suffix.lower() in (".npz", ".npy")]
+            targets, load_failures = load_targets(photos, G, out_dir, framing.align, size=obs_h, channels=obs_c)
+            failures += load_failures
+            for t in targets:
+                ys.append(task.check_observation(t.image.unsqueeze(0)))
+                stems_raw.append(Path(f"{t.stem}.png"))
+                sources.append(t.source)
+                framed[t.stem] = t
         for p in paths:
             try:
                 if p.suffix.lower() in (".npz", ".npy"):
@@ -250,7 +280,10 @@ def restore(
                              + "; ".join(f["error"] for f in failures[:3]))
         y = torch.cat(ys)
         stems = [s.removesuffix(OBSERVATION_SUFFIX) for s in unique_stems(stems_raw, out_dir)]
-    stems = [s if s.lower() not in RESERVED else f"{s}-1" for s in stems]
+        framed = {stem: framed[Path(raw).stem] for stem, raw in zip(stems, stems_raw) if Path(raw).stem in framed}
+    renamed = [s if s.lower() not in RESERVED else f"{s}-1" for s in stems]
+    framed = {new: framed[old] for old, new in zip(stems, renamed) if old in framed}
+    stems = renamed
     B, K = y.shape[0], hypotheses
 
     # ----- restore, with one progress bar over all runs and steps
@@ -333,7 +366,27 @@ def restore(
             if b_psnr is not None and b_ssim is not None:
                 rec["baseline"].update(psnr=_num(b_psnr[i], 4), ssim=_num(b_ssim[i]))
         rec["seconds"] = _num(per_seconds, 4)
+        t = framed.get(stem)
+        if t is not None and t.alignment is not None and t.photo is not None:  # the framing travels with the code
+            npz = out_dir / f"{stem}.npz"
+            with np.load(npz) as z:
+                arrays = dict(z)
+            save_npz(npz, {**arrays, **alignment_arrays(t.alignment, t.photo)})
+            rec.update(photo=t.photo, alignment=json.loads(t.alignment.to_json()))
         records.append(rec)
+    if paste is not None:  # each photo once, with all its faces' best restorations
+        by_photo: dict[str, list[int]] = {}
+        for i, stem in enumerate(stems):
+            t = framed.get(stem)
+            if t is not None and t.alignment is not None and t.photo is not None:
+                by_photo.setdefault(t.photo, []).append(i)
+        for photo, idx in by_photo.items():
+            group = framed[stems[idx[0]]].group or stems[idx[0]]
+            out_img = paste_into_photo(photo, [(best[i], framed[stems[i]].alignment) for i in idx], paste)
+            pasted = save_pil(out_img, out_dir / f"{group}.pasted.png").name
+            for i in idx:
+                records[i]["pasted"] = pasted
+        files["pasted"] = ", ".join(sorted({r["pasted"] for r in records if "pasted" in r}))
 
     # grid: one row per input — [clean] | observation | [baseline] | hypotheses (best first)
     C = G.image_shape[0]
@@ -370,7 +423,8 @@ def restore(
                  "data_fit": _num(mean([r["data_fit"] for r in records]), 8),
                  "baseline_psnr": _num(mean([r.get("baseline", {}).get("psnr") for r in records]), 4),
                  "baseline_ssim": _num(mean([r.get("baseline", {}).get("ssim") for r in records]))},
-        "records": records, "failures": failures, "files": files,
+        "records": records, "failures": failures, "files": files, "align": framing.align,
+        **({"paste": {"mask": paste.mask_path, "color_match": paste.color_match}} if paste is not None else {}),
     }
     atomic_write(out_dir / "summary.json",
                  lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, default=str) + "\n"))
@@ -401,6 +455,9 @@ def restore(
         console.print(f"[dim]{scored_note}[/]")
     console.print(f"wrote {B} restoration{'s' if B != 1 else ''}, observations, grid.png and summary.json to "
                   f"{escape(str(out_dir))}/")
+    if files.get("pasted"):
+        n_p = len(files["pasted"].split(", "))
+        console.print(f"wrote {n_p} photo{'s' if n_p != 1 else ''} with the restorations pasted back (.pasted.png)")
     if failures:
         console.print(f"[bold red]{len(failures)} input(s) failed[/]")
         for f in failures:
