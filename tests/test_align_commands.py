@@ -82,3 +82,30 @@ def test_a_photo_with_two_faces_is_refused_where_one_code_per_input(detector, mo
     text = one_error_line(run("interpolate", pair, astronaut_png, "--model", model_dir, "--out", tmp_path / "i",
                               "--inversion-steps", 2, "--device", "cpu", "--align", "face"))
     assert "2 faces" in text and "one image per input" in text
+
+
+def test_invert_dataset_frames_photos_and_keeps_the_alignment(detector, model_dir, astronaut_png, coffee_png,
+                                                              tmp_path):
+    from safetensors import safe_open
+
+    from ganinv.dataset.store import read_manifest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in (astronaut_png, coffee_png):
+        (photos / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "o"
+    res = run("invert-dataset", photos, "--model", model_dir, "--out", out, "--steps", 2, "--device", "cpu",
+              "--align", "face")
+    assert res.exit_code == 1, res.output  # the coffee has no face: one failed image, the run goes on
+    rows = {r["key"]: r for r in read_manifest(out).to_pylist()}
+    assert sorted(rows) == ["photos/astro.png", "photos/coffee.png"]
+    assert rows["photos/coffee.png"]["status"] == "error" and "no face" in rows["photos/coffee.png"]["error"]
+    assert rows["photos/astro.png"]["status"] == "ok"
+    with safe_open(out / rows["photos/astro.png"]["shard"], "pt") as f:
+        alignment = Alignment.from_json(f.metadata()["alignment:photos/astro.png"])
+    assert alignment.kind == "ffhq" and alignment.original_size == Image.open(astronaut_png).size
+    assert '"align": "face"' in (out / "run.json").read_text()
+    text = one_error_line(run("invert-dataset", photos, "--model", model_dir, "--out", out, "--steps", 2,
+                              "--device", "cpu", "--align", "center"))
+    assert "other settings" in text  # a resume must frame the same way

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ganinv.cli.common import check_encoder_options, console, print_table, resolve_device
-from ganinv.cli.groups import DeviceOpt, Engine, ModelChoice
+from ganinv.cli.groups import AlignOpt, DeviceOpt, Engine, Framing, ModelChoice
 from ganinv.cli.invert import check_loss, check_square, plan_for
 from ganinv.errors import InputError
 
@@ -72,6 +72,7 @@ def invert_dataset(
     device: DeviceOpt = "auto",
     save_images: Annotated[bool, typer.Option("--save-images", help="Also write reconstructions to DIR/images/.")
                            ] = False,
+    align: AlignOpt = "none",
     engine: Engine = Engine(),
     model: ModelChoice = ModelChoice(),
 ) -> None:
@@ -97,6 +98,7 @@ def invert_dataset(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
     check_sources(sources)
+    Framing(align=align).check()
     check_loss(engine.loss)
     options = engine.options(method)
     method_options = {k: v for k, v in {"passes": passes}.items() if v is not None}
@@ -117,7 +119,7 @@ def invert_dataset(
 
         resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
     job = DatasetJob(method=method, options=options, method_options=method_options, seed=seed, encoder=encoder,
-                     save_images=save_images)
+                     save_images=save_images, align=align)
     source: Any = G.to(dev)
     if backend == "ray":  # each actor loads the generator itself
         source = functools.partial(load_generator_for, model)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from ganinv.generators.base import Generator
     from ganinv.inverters.base import InversionResult
+    from ganinv.photo import Alignment
 
 #: A generator, or a picklable zero-argument callable that loads one (needed by the Ray backend, whose actors
 #: each load the generator once).
@@ -56,6 +57,10 @@ class DatasetJob:
         seed: the run's base seed; each image is inverted with ``image_seed(seed, key)``.
         encoder: ``encoder``/``hybrid``: a bundled encoder name or a model folder (None: the bundled one for G).
         save_images: also write each reconstruction as ``DIR/images/<key>.png``.
+        align: ``none`` (each file centre-cropped and resized, as before), ``face`` (the largest face,
+            FFHQ-aligned with MTCNN; a file without a usable face is an error row) or ``center`` (the largest
+            centred square). Each framed image's :class:`~ganinv.photo.Alignment` is stored in its shard's
+            metadata under ``alignment:<key>`` (JSON), so results can be pasted back into the photos.
     """
 
     method: str = "optimize"
@@ -64,13 +69,22 @@ class DatasetJob:
     seed: int = 0
     encoder: str | None = None
     save_images: bool = False
+    align: str = "none"
 
     def __post_init__(self) -> None:
         if "seed" in self.options or "seed" in self.method_options:
             raise InputError("give the base seed as DatasetJob.seed; each image gets its own seed from it")
+        from ganinv.cli.groups import ALIGN_MODES
+
+        if self.align not in ALIGN_MODES:
+            raise InputError(f"align must be one of {', '.join(ALIGN_MODES)}, got {self.align!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=str))
+        """The job as plain JSON data (``align`` left out when ``none``, so runs written before it resume)."""
+        data = json.loads(json.dumps(asdict(self), default=str))
+        if data.get("align") == "none":
+            del data["align"]
+        return data
 
 
 @dataclass
@@ -147,6 +161,11 @@ class BatchProcessor:
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))
         self.G = _load(generator).to(dev)
+        self.detector = None
+        if job.align == "face":
+            from ganinv.photo import get_detector
+
+            self.detector = get_detector("mtcnn")  # missing weights: one error before any image
         self.encoder = None
         if job.method in ("encoder", "hybrid"):
             from ganinv.encoders import resolve_encoder
@@ -171,6 +190,16 @@ class BatchProcessor:
         if job.method == "multicode":
             return invert(G, y, method="multicode", seed=seed, **mine, **opts)
         raise InputError(f"unknown method {job.method!r}")
+
+    def _framed(self, path: str) -> tuple[Tensor, list[str], Alignment]:
+        """The photo at ``path`` framed with the job's ``align``: ``[C, H, W]`` in [0, 1], notes, its alignment (the
+        largest face when there are several)."""
+        from ganinv.cli.invert import _photo_tensor, frame_photo
+        from ganinv.io import load_photo
+
+        photo, notes = load_photo(Path(path))
+        aligned, alignment, note = frame_photo(photo, self.job.align, self.G.resolution, self.detector)[0]
+        return _photo_tensor(aligned, self.G.channels), [*notes, note], alignment
 
     def __call__(self, batch_id: int, items: Sequence[Item],
                  on_image: Callable[[dict[str, Any]], None] | None = None) -> BatchOutput:
@@ -202,11 +231,16 @@ class BatchProcessor:
         tensors: dict[str, Any] = {}
         images: dict[str, bytes] = {}
         spaces: set[str] = set()
+        framings: dict[str, str] = {}
         for item in items:
             t0 = time.perf_counter()
             row: dict[str, Any] = {"key": item.key, "path": item.path, "method": job.method, "seed": item.seed}
             try:  # a bad file is the image's problem: recorded, and the run goes on
-                y, notes = load_target(item.path, G.channels, G.resolution)
+                if job.align == "none":
+                    y, notes = load_target(item.path, G.channels, G.resolution)
+                else:
+                    y, notes, alignment = self._framed(item.path)
+                    framings[f"alignment:{item.key}"] = alignment.to_json()
             except GaninvError as exc:
                 row.update(status="error", error=str(exc), seconds=time.perf_counter() - t0)
                 rows.append(row)
@@ -242,8 +276,9 @@ class BatchProcessor:
                 on_image(row)
         shard = None
         if tensors:
+            kept = {k: v for k, v in framings.items() if k.removeprefix("alignment:") in tensors}
             shard = save(tensors, metadata={"format": FORMAT, "method": job.method, "space": ",".join(sorted(spaces)),
-                                            "batch": str(batch_id)})
+                                            "batch": str(batch_id), **kept})
         return BatchOutput(batch_id, rows, shard, images)
 
 
