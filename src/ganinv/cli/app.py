@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ganinv.cli import (convert, dataset, demo, directions, edit, evaluate, info, interpolate, invert, mix, models,
-                        restore, sample, serve, train, weights)
+                        restore, sample, serve, train, video, weights)
 from ganinv.cli.common import friendly_errors
 from ganinv.cli.groups import expand_groups
 
@@ -29,9 +29,11 @@ for name, command in {
     "eval": evaluate.evaluate,
     "invert": invert.invert,
     "invert-dataset": dataset.invert_dataset,
+    "invert-video": video.invert_video,
     "restore": restore.restore,
     "directions": directions.directions,
     "edit": edit.edit,
+    "edit-video": video.edit_video,
     "interpolate": interpolate.interpolate,
     "mix": mix.mix,
     "serve": serve.serve,
