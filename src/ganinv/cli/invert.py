@@ -555,7 +555,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                   failures: list[dict[str, str]] | None = None, title: str | None = None,
                   method: str = "optimize", method_options: dict[str, Any] | None = None,
                   encoder: Any = None, latent_format: str = "ganinv",
-                  paste: PasteSettings | None = None) -> InvertOutcome:
+                  paste: PasteSettings | None = None, pose: bool = False) -> InvertOutcome:
     """Invert ``targets`` with one :func:`ganinv.inverters.invert` call and write everything to ``out_dir``.
 
     Args:
@@ -578,6 +578,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             ``e4e``, ``restyle``, ``rosinality``, ``pti``); ``ganinv`` / ``nvidia`` write only the ``.npz``.
         paste: write ``<group>.pasted.png`` per photo, its targets' reconstructions pasted back (targets framed by
             ``--align``; the others are left out).
+        pose: ``optimize`` on a StyleGAN3 only: optimise each image's input translation and rotation with its code
+            (:func:`ganinv.inverters.pose.invert_pose`); the ``.npz`` records ``pose`` and ``transform``.
     """
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -666,7 +668,11 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
                     frames.append(canvas.clone())
 
         extra: dict[str, Any] = {"encoder": encoder} if method in ("encoder", "hybrid") else {}
-        if method == "optimize":
+        if method == "optimize" and pose:
+            from ganinv.inverters.pose import invert_pose
+
+            result = invert_pose(G, y, callback=callback, **options)
+        elif method == "optimize":
             result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
         elif method == "encoder":
             result = invert(G, y, method=method, **extra, **method_options)
@@ -684,6 +690,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
 
     image = result.image.detach().cpu()
     m = {k: v.detach().cpu() for k, v in result.metrics.items()}
+    if "pose" in result.extra:  # --pose: (dx, dy) in image widths, angle in degrees
+        for t, (dx, dy, deg) in zip(targets, result.extra["pose"].tolist()):
+            console.print(f"{escape(t.stem)}: pose shift ({dx:+.3f}, {dy:+.3f}) widths, rotation {deg:+.2f}°")
     for note in result.notes:  # "target i: ..." → the image's stem
         idx, _, text = note.partition(": ")
         who = targets[int(idx.split()[-1])].stem if idx.startswith("target ") and idx.split()[-1].isdigit() else idx
@@ -868,6 +877,9 @@ def invert(
     video: Annotated[Optional[Path], typer.Option(help="Also write the optimisation as a .gif (or .mp4).")] = None,
     no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
                                                 "classifier).")] = False,
+    pose: Annotated[bool, typer.Option("--pose", help="StyleGAN3: also optimise each image's input translation and "
+                                       "rotation (for unaligned images); the .npz records the pose, and `ganinv edit` "
+                                       "renders the code with it.")] = False,
     latent_format: Annotated[str, typer.Option("--latent-format", help="Latent files to write: ganinv (default: "
                                                "<stem>.npz per image, w [1, num_ws, w_dim] or z [1, z_dim], plus "
                                                "optimised noise_<i> maps); nvidia (the same .npz: NVIDIA's "
@@ -919,6 +931,9 @@ def invert(
     check_encoder_options(method, options)
     if method != "optimize" and preset is not None:
         raise InputError("--preset is a reference optimisation schedule: use it with --method optimize")
+    if pose and (method != "optimize" or preset is not None or latent_format not in ("ganinv", "nvidia")):
+        raise InputError("--pose works with --method optimize, without --preset, writing ganinv .npz codes (other "
+                         "tools' latent files have no place for the pose)")
 
     G, name = model.load()
     check_square(G)
@@ -931,6 +946,10 @@ def invert(
     if discriminator is not None:
         discriminator = discriminator.to(dev)
     plan_for(G, 1, options, preset, method)  # unknown preset/method, missing space/noise maps: fail early
+    if pose:
+        from ganinv.inverters.pose import PosedGenerator
+
+        PosedGenerator(G, options.get("space", "w+"))  # a StyleGAN3, in w or w+: else one sentence
     enc = None
     if method in ("encoder", "hybrid"):
         from ganinv.encoders import resolve_encoder
@@ -949,7 +968,7 @@ def invert(
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
                   video=video, classifier=not no_classifier, failures=failures, method=method,
-                  method_options=method_options, encoder=enc, latent_format=latent_format, paste=paste)
+                  method_options=method_options, encoder=enc, latent_format=latent_format, paste=paste, pose=pose)
     report_failures(failures)
     if failures:
         raise typer.Exit(1)

@@ -164,6 +164,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
                                  "tuned generator cannot be combined with other codes")
             tuned = apply_deltas(G, load_deltas(deltas, G)).to(G.device)
             console.print(f"{escape(path.name)}: rendered with its PTI generator deltas ({escape(deltas.name)})")
+        tuned = _with_pose(path, fc.label == path.name, tuned or G, allow_pti) or tuned
         source = f"{path}{fc.label[len(path.name):]}" if fc.label.startswith(f"{path.name}[") else str(path)
         single = fc.label == path.name  # not one row of a stack of codes
         framing = read_alignment(path) if path.suffix.lower() == ".npz" and single else None
@@ -205,6 +206,27 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
                                  noise, tuned_gs[j], alignment=t.alignment, photo=t.photo, group=t.group))
     return [c for group in codes for c in group]
 
+
+
+def _with_pose(path: Path, single: bool, G: Generator, allow_pti: bool) -> Generator | None:
+    """A ganinv ``.npz`` of ``invert --pose`` records each code's StyleGAN3 input ``transform`` ``[1, 3, 3]``: the
+    generator that renders the code with it (None when the file has none)."""
+    if path.suffix.lower() != ".npz" or not single:
+        return None
+    import numpy as np
+    import torch
+
+    with np.load(path, allow_pickle=False) as data:
+        if "transform" not in data.files:
+            return None
+        transform = torch.from_numpy(np.asarray(data["transform"], dtype=np.float32))
+    if not allow_pti:
+        raise InputError(f"{path} was inverted with --pose: its code renders with its own input transform, so it "
+                         "cannot be combined with other codes here; edit it with `ganinv edit`")
+    from ganinv.inverters.pose import PoseBoundGenerator
+
+    console.print(f"{escape(path.name)}: rendered at its recorded pose (input transform)")
+    return PoseBoundGenerator(G, transform.reshape(-1, 3, 3)[:1])
 
 
 def common_space(codes: list[Code], G: Generator, floor: str | None = None) -> str:
