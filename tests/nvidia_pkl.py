@@ -134,6 +134,8 @@ def nvidia_state(G: StyleGAN2Generator) -> dict[str, Tensor]:
     for j in range(G.n_mlp):
         nv[f"mapping.fc{j}.weight"] = sd[f"style.{j + 1}.weight"]
         nv[f"mapping.fc{j}.bias"] = sd[f"style.{j + 1}.bias"]
+    if G.c_dim:
+        nv["mapping.embed.weight"], nv["mapping.embed.bias"] = sd["embed.weight"], sd["embed.bias"]
     nv["mapping.w_avg"] = G.w_avg.detach().clone()
     base_filter = make_kernel(list(G.blur_kernel))
     nv["synthesis.b4.const"] = sd["input.input"][0]
@@ -165,20 +167,29 @@ def nvidia_state(G: StyleGAN2Generator) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in nv.items()}
 
 
-def _generator_record(bld: _Builder, G: StyleGAN2Generator, *, conditional: bool, stylegan3: bool,
+def _check_conditional(G: Any, conditional: bool | None) -> None:
+    """``conditional`` must agree with the generator (it is derived from ``G.c_dim`` when None)."""
+    if conditional is not None and conditional != bool(G.c_dim):
+        raise ValueError(f"conditional={conditional} but the generator has c_dim={G.c_dim}: build a generator with "
+                         f"c_dim > 0 to write a class-conditional pickle")
+
+
+def _generator_record(bld: _Builder, G: StyleGAN2Generator, *, conditional: bool | None, stylegan3: bool,
                       include_w_avg: bool, conv_clamp: int | None, extra_state: dict[str, Any] | None) -> Persistent:
+    _check_conditional(G, conditional)
     nv = nvidia_state(G)
-    c_dim = 10 if conditional else 0
+    c_dim = G.c_dim
     mapping_modules: dict[str, Any] = {}
-    if conditional:
-        mapping_modules["embed"] = bld.fc(torch.randn(G.w_dim, c_dim), torch.zeros(G.w_dim), 1.0, "linear")
+    if c_dim:
+        mapping_modules["embed"] = bld.fc(nv["mapping.embed.weight"], nv["mapping.embed.bias"], 1.0, "linear")
     for j in range(G.n_mlp):
         mapping_modules[f"fc{j}"] = bld.fc(nv[f"mapping.fc{j}.weight"], nv[f"mapping.fc{j}.bias"], G.lr_mlp, "lrelu")
     mapping = bld.record(
         "training.networks.MappingNetwork", buffers={"w_avg": nv["mapping.w_avg"]} if include_w_avg else {},
         modules=mapping_modules,
         init_kwargs={"z_dim": G.z_dim, "c_dim": c_dim, "w_dim": G.w_dim, "num_ws": G.num_ws,
-                     "num_layers": G.n_mlp, "lr_multiplier": G.lr_mlp},
+                     "num_layers": G.n_mlp, "lr_multiplier": G.lr_mlp,
+                     **({"embed_features": G.embed_features} if c_dim else {})},
         z_dim=G.z_dim, c_dim=c_dim, w_dim=G.w_dim, num_ws=G.num_ws, num_layers=G.n_mlp, w_avg_beta=0.995)
 
     def affine(prefix: str) -> Persistent:
@@ -298,7 +309,7 @@ def discriminator_record(bld: _Builder, D: StyleGAN2Discriminator, *, conv_clamp
 
 
 def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str = DEFAULT_MODULE_SRC,
-                     conditional: bool = False, stylegan3: bool = False, include_w_avg: bool = True,
+                     conditional: bool | None = None, stylegan3: bool = False, include_w_avg: bool = True,
                      include_g_ema: bool = True, conv_clamp: int | None = None,
                      extra_generator_state: dict[str, Any] | None = None, protocol: int = 4,
                      D: StyleGAN2Discriminator | None = None, include_d: bool = True,
@@ -309,7 +320,8 @@ def write_nvidia_pkl(G: StyleGAN2Generator, path: str | Path, *, module_src: str
         G: the generator to export (its rosinality keys are mapped to NVIDIA names).
         path: output file.
         module_src: source text embedded in every persistent record (never executed by ganinv).
-        conditional: add ``mapping.embed`` and ``c_dim=10`` (a class-conditional model).
+        conditional: whether ``G`` is class-conditional (None: from ``G.c_dim``; it must agree). A conditional
+            ``G`` is written with its ``mapping.embed`` layer and ``c_dim``.
         stylegan3: name the classes ``training.networks_stylegan3.*`` with ``synthesis.input``/``L0_*`` layers.
         include_w_avg: keep ``mapping.w_avg``.
         include_g_ema: write ``G_ema`` (otherwise only ``G``).
@@ -374,6 +386,8 @@ def nvidia_stylegan3_tensors(G: StyleGAN3Generator) -> dict[str, Tensor | None]:
     for i in range(G.mapping_layers):
         nv[f"mapping.fc{i}.weight"] = sd[f"mapping.fc{i}.weight"]
         nv[f"mapping.fc{i}.bias"] = sd[f"mapping.fc{i}.bias"]
+    if G.c_dim:
+        nv["mapping.embed.weight"], nv["mapping.embed.bias"] = sd["mapping.embed.weight"], sd["mapping.embed.bias"]
     nv["mapping.w_avg"] = G.w_avg
     for t in ("weight", "affine.weight", "affine.bias", "transform", "freqs", "phases"):
         nv[f"synthesis.input.{t}"] = sd[f"input.{t}"]
@@ -385,7 +399,8 @@ def nvidia_stylegan3_tensors(G: StyleGAN3Generator) -> dict[str, Tensor | None]:
 
 def stylegan3_generator_record(bld: _Builder, G: StyleGAN3Generator, *, include_w_avg: bool = True,
                                drop: tuple[str, ...] = (), replace: dict[str, Tensor] | None = None,
-                               kwargs_update: dict[str, Any] | None = None, conditional: bool = False) -> Persistent:
+                               kwargs_update: dict[str, Any] | None = None,
+                               conditional: bool | None = None) -> Persistent:
     """NVIDIA's ``training.networks_stylegan3.Generator`` record holding ``G``'s weights (the inverse of
     :func:`ganinv.generators.nvidia_stylegan3.stylegan3_from_record`).
 
@@ -393,12 +408,13 @@ def stylegan3_generator_record(bld: _Builder, G: StyleGAN3Generator, *, include_
         drop: NVIDIA keys to leave out (a damaged file).
         replace: NVIDIA key → tensor to store instead (e.g. of another shape).
         kwargs_update: entries merged into the generator's init kwargs.
-        conditional: add ``mapping.embed`` and ``c_dim=4``.
+        conditional: whether ``G`` is class-conditional (None: from ``G.c_dim``; it must agree).
     """
+    _check_conditional(G, conditional)
     nv = nvidia_stylegan3_tensors(G)
     nv.update(replace or {})
     cfg = G.config()
-    c_dim = 4 if conditional else 0
+    c_dim = G.c_dim
 
     def get(key: str) -> Tensor | None:
         return None if key in drop else nv[key]
@@ -418,9 +434,8 @@ def stylegan3_generator_record(bld: _Builder, G: StyleGAN3Generator, *, include_
         return rec
 
     mapping_modules: dict[str, Any] = {}
-    if conditional:
-        mapping_modules["embed"] = bld.fc(torch.randn(G.w_dim, c_dim), torch.zeros(G.w_dim), 1.0, "linear",
-                                          class_name=f"{_SG3}.FullyConnectedLayer")
+    if c_dim and "mapping.embed.weight" not in drop:
+        mapping_modules["embed"] = fc("mapping.embed", 1.0, "linear")
     for i in range(G.mapping_layers):
         mapping_modules[f"fc{i}"] = fc(f"mapping.fc{i}", G.lr_mlp, "lrelu")
     w_avg = get("mapping.w_avg") if include_w_avg else None
@@ -481,7 +496,7 @@ def stylegan3_generator_record(bld: _Builder, G: StyleGAN3Generator, *, include_
 def write_nvidia_stylegan3_pkl(G: StyleGAN3Generator, path: str | Path, *, module_src: str = DEFAULT_MODULE_SRC,
                                include_w_avg: bool = True, drop: tuple[str, ...] = (),
                                replace: dict[str, Tensor] | None = None, kwargs_update: dict[str, Any] | None = None,
-                               conditional: bool = False, protocol: int = 4) -> Path:
+                               conditional: bool | None = None, protocol: int = 4) -> Path:
     """Write ``G`` as an NVIDIA stylegan3 training snapshot ``{G, D, G_ema, augment_pipe, training_set_kwargs}``
     (options as in :func:`stylegan3_generator_record`; ``D`` is a stub record)."""
     path = Path(path)

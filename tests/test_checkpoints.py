@@ -35,6 +35,7 @@ from ganinv.generators.checkpoints import (
     save_rosinality,
     sniff_format,
 )
+from ganinv.generators.checkpoints.nvidia import stylegan2_from_record
 from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.modelfile import save_pretrained
@@ -241,9 +242,12 @@ def test_a_broken_stylegan3_and_a_conditional_pkl_are_refused(tmp_path: Path, G3
     info = inspect_checkpoint(sg3)
     assert info["loadable"] is False and info["arch"] == "stylegan3" and "StyleGAN3" in info["problem"]
 
-    cond = write_nvidia_pkl(G3, tmp_path / "cond.pkl", conditional=True)
-    with pytest.raises(CheckpointError, match=r"class-conditional generator \(c_dim=10\)") as exc:
-        load_generator(str(cond))
+    # class-conditional pickles load now (tests/test_conditional.py); one whose c_dim has no embedding is refused
+    cond = write_nvidia_pkl(G3, tmp_path / "cond.pkl")
+    obj, _ = read_nvidia_pkl(cond)
+    obj["G_ema"].state["_init_kwargs"]["c_dim"] = 10
+    with pytest.raises(CheckpointError, match=r"records c_dim=10 but has no class embedding") as exc:
+        stylegan2_from_record(obj["G_ema"], "cond.pkl")
     one_line(exc)
 
 

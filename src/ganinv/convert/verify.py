@@ -37,6 +37,8 @@ def compare_generators(source: Generator, written: Generator, n: int = N_RENDERS
                        seed: int = SEED) -> tuple[float, Tensor]:
     """Render ``n`` seeded latents with both generators, each with its own stored noise maps (so that the written
     noise buffers are checked too), and compare; the mean w (``w_avg``, used by truncation) is compared as well.
+    Class-conditional generators render each seeded z with a seeded soft mixture of classes
+    (:class:`~ganinv.generators.conditional.ClassLatentGenerator`), so the class embedding is checked too.
 
     Returns:
         ``(max |diff|, the source's images [n, C, H, W] in [0, 1])``; the difference is ``nan`` when either
@@ -52,6 +54,13 @@ def compare_generators(source: Generator, written: Generator, n: int = N_RENDERS
         raise CheckpointError(f"the written model reads back as a different architecture (latent spaces {theirs}, "
                               f"image {tuple(written.image_shape)}; the source has {spaces}, "
                               f"{tuple(source.image_shape)})")
+    from ganinv.generators.conditional import ClassLatentGenerator, num_classes
+
+    if num_classes(source) or num_classes(written):  # class-conditional: each seeded row also draws a soft class
+        if num_classes(source) != num_classes(written):
+            raise CheckpointError(f"the written model reads back with {num_classes(written)} classes; the source "
+                                  f"has {num_classes(source)}")
+        source, written = ClassLatentGenerator(source), ClassLatentGenerator(written)
     latents, space = seeded_latents(source, n, seed)
     a = source.synthesize(latents, space)
     b = written.synthesize(latents.to(written.device), space)

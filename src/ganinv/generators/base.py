@@ -249,21 +249,70 @@ def check_resolution(resolution: int) -> int:
     return resolution
 
 
+# ----------------------------------------------------------------------------------
+# Class-conditional mapping networks (c_dim > 0)
+# ----------------------------------------------------------------------------------
+def check_c_dim(c_dim: Any) -> int:
+    """Validate a class count ``c_dim`` (0: unconditional) and return it as an int."""
+    if isinstance(c_dim, bool) or not isinstance(c_dim, int) or c_dim < 0:
+        raise InputError(f"c_dim (the number of classes) must be a whole number ≥ 0, got {c_dim!r}")
+    return c_dim
+
+
+def check_class_input(c_dim: int, c: Tensor | None, batch: int, arch: str = "generator") -> Tensor | None:
+    """Validate the class input of a mapping network: ``None`` for an unconditional model; for a conditional
+    one a finite float tensor ``[batch or 1, c_dim]`` (one-hot rows or probability vectors), returned expanded
+    to ``[batch, c_dim]``. Raises :class:`InputError` with one sentence otherwise."""
+    if c_dim == 0:
+        if c is not None:
+            raise InputError(f"this {arch} generator is unconditional (it has no classes), so it takes no class")
+        return None
+    if c is None:
+        raise InputError(f"this {arch} generator is class-conditional ({c_dim} classes, 0…{c_dim - 1}): give a "
+                         f"class (ganinv.generators.conditional.with_class, or --class K on the command line)")
+    if not isinstance(c, Tensor) or c.dim() != 2 or c.shape[1] != c_dim or c.shape[0] not in (1, batch):
+        got = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
+        raise InputError(f"the class input must be a [{batch} or 1, {c_dim}] tensor of class probabilities, got {got}")
+    if not c.is_floating_point() or not torch.isfinite(c).all():
+        raise InputError("the class input must be finite float class probabilities")
+    return c.expand(batch, c_dim)
+
+
+def random_classes(c_dim: int, n: int, generator: torch.Generator, device: torch.device | str) -> Tensor | None:
+    """``n`` one-hot classes ``[n, c_dim]`` drawn uniformly (``None`` when ``c_dim == 0``)."""
+    if c_dim == 0:
+        return None
+    labels = torch.randint(0, c_dim, (n,), generator=generator)
+    return torch.nn.functional.one_hot(labels, c_dim).float().to(device)
+
+
+def _chunks(z: Tensor, c: Tensor | None, size: int = 2048) -> list[tuple[Tensor, Tensor | None]]:
+    """``(z, c)`` split into row chunks of ``size`` (``c`` may be None)."""
+    zs = z.split(size)
+    return list(zip(zs, c.split(size) if c is not None else [None] * len(zs)))
+
+
 class StyleGenerator(Generator):
     """A generator with a mapping network z ``[B, z_dim]`` → w ``[B, w_dim]`` whose synthesis reads ``num_ws``
-    rows of w+ (StyleGAN2, StyleGAN3). Subclasses provide ``mapping``, ``num_ws`` and the ``w_avg`` buffer
-    ``[w_dim]``; conversion along z → w → w+ and the mean latent come from here."""
+    rows of w+ (StyleGAN2, StyleGAN3). Subclasses provide ``mapping``, ``num_ws``, ``c_dim`` and the ``w_avg``
+    buffer ``[w_dim]``; conversion along z → w → w+ and the mean latent come from here.
+
+    Class-conditional models (``c_dim > 0``) need the class only for z → w: :meth:`convert` takes it as ``c``
+    ``[B or 1, c_dim]``; w and w+ are rendered without one. Wrap such a model with
+    :func:`ganinv.generators.conditional.with_class` to use it where only latents are passed around."""
 
     num_ws: int
     w_avg: Tensor
-    mapping: Callable[[Tensor], Tensor]  # a method or a submodule
+    c_dim: int = 0
+    mapping: Callable[..., Tensor]  # a method or a submodule: mapping(z, c=None)
 
-    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
+    def convert(self, latent: Tensor, src: str, dst: str, c: Tensor | None = None) -> Tensor:
+        """Map latents along z → w → w+; ``c`` ``[B or 1, c_dim]``: the class of a conditional model (z → w only)."""
         order = ["z", "w", "w+"]
         if src not in order or dst not in order or order.index(dst) < order.index(src):
             return super().convert(latent, src, dst)
         if src == "z" and dst != "z":
-            latent, src = self.mapping(latent), "w"
+            latent, src = self.mapping(latent, c), "w"
         if src == "w" and dst == "w+":
             latent = latent.unsqueeze(1).repeat(1, self.num_ws, 1)
         return latent

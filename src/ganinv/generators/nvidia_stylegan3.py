@@ -10,13 +10,15 @@ record: ``class_name``, ``state`` (the module's ``__dict__`` — ``_parameters``
   ``img_resolution``, ``img_channels``, ``mapping_kwargs`` and the synthesis/layer arguments such as
   ``channel_base``, ``conv_kernel``, ``use_radial_filters``, ``conv_clamp``); an argument ganinv does not
   know is an error, not silently dropped;
-* tensors are renamed (``mapping.fc{i}.*`` → ``mapping.fc{i}.*``, ``synthesis.input.*`` → ``input.*``,
+* tensors are renamed (``mapping.fc{i}.*`` → ``mapping.fc{i}.*``, ``mapping.embed.*`` → ``mapping.embed.*``
+  for a class-conditional generator, ``synthesis.input.*`` → ``input.*``,
   ``synthesis.L{i}_{size}_{channels}.*`` → ``layers.{i}.*``, ``mapping.w_avg`` → ``w_avg``) and checked:
   a missing tensor, a tensor with another shape, a tensor with no counterpart or a NaN/Inf raises
   :class:`~ganinv.errors.CheckpointError` naming the NVIDIA key;
 * the stored low-pass filters must equal the ones the settings design (they are loaded as stored).
 
-Class-conditional generators (``c_dim > 0``) are refused with a clear error for now.
+Class-conditional generators (``c_dim > 0``) load as a conditional :class:`StyleGAN3Generator` (their
+``mapping.embed`` layer embeds the class; see :mod:`ganinv.generators.conditional` for using one).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ _SYNTHESIS_KWARGS = {
 }
 _IGNORED_KWARGS = ("num_fp16_res",)
 _MAPPING_KWARGS = {"num_layers": "mapping_layers", "lr_multiplier": "lr_mlp", "w_avg_beta": "w_avg_beta"}
-_INT_ARGS = ("resolution", "img_channels", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max",
+_INT_ARGS = ("resolution", "img_channels", "z_dim", "w_dim", "c_dim", "mapping_layers", "channel_base", "channel_max",
              "num_layers", "num_critical", "margin_size", "conv_kernel", "filter_size", "lrelu_upsampling")
 _FLOAT_ARGS = ("lr_mlp", "w_avg_beta", "first_cutoff", "first_stopband", "last_stopband_rel", "output_scale",
                "magnitude_ema_beta")
@@ -121,16 +123,19 @@ def stylegan3_config_from_record(record: Any, source: str = "checkpoint") -> dic
     """Constructor arguments of :class:`StyleGAN3Generator` (plus ``arch``) from NVIDIA's recorded init kwargs.
 
     Raises:
-        CheckpointError: a class-conditional generator, a missing size, an argument ganinv does not know,
-            or a value of the wrong kind.
+        CheckpointError: a missing size, an argument ganinv does not know, a value of the wrong kind, or a
+            class embedding that disagrees with ``c_dim``.
     """
     kw = _record_kwargs(record, source)
     c_dim = _plain(kw.pop("c_dim", 0))
     mapping = _child(record, "mapping")
-    if (isinstance(c_dim, (int, float)) and c_dim > 0) or (mapping is not None and _child(mapping, "embed")):
-        raise CheckpointError(f"{source} holds a class-conditional StyleGAN3 generator (c_dim={c_dim}); ganinv "
-                              f"supports only unconditional StyleGAN3 generators so far")
+    has_embed = mapping is not None and _child(mapping, "embed") is not None
+    if c_dim in (0, None) and has_embed:
+        raise CheckpointError(f"{source}: the StyleGAN3 generator has a class embedding (mapping.embed) but records "
+                              f"c_dim={c_dim}; the file is inconsistent")
     cfg: dict[str, Any] = {"arch": StyleGAN3Generator.arch}
+    if c_dim not in (0, None):
+        cfg["c_dim"] = c_dim
     for theirs, ours in (("z_dim", "z_dim"), ("w_dim", "w_dim"), ("img_resolution", "resolution"),
                          ("img_channels", "img_channels")):
         if theirs not in kw:
@@ -178,6 +183,8 @@ def stylegan3_config_from_record(record: Any, source: str = "checkpoint") -> dic
 def _key_map(G: StyleGAN3Generator) -> dict[str, str]:
     """NVIDIA key → ganinv key for every tensor ``G`` has (w_avg included)."""
     keys = {f"mapping.fc{i}.{p}": f"mapping.fc{i}.{p}" for i in range(G.mapping_layers) for p in ("weight", "bias")}
+    if G.c_dim:
+        keys.update({f"mapping.embed.{p}": f"mapping.embed.{p}" for p in ("weight", "bias")})
     keys["mapping.w_avg"] = "w_avg"
     keys.update({f"synthesis.input.{t}": f"input.{t}" for t in _INPUT_TENSORS})
     for i, spec in enumerate(G.specs):
@@ -260,7 +267,7 @@ def stylegan3_from_record(record: Any, source: str = "checkpoint", notices: list
         to float rounding.
 
     Raises:
-        CheckpointError: not a StyleGAN3 generator, class-conditional, unknown settings, or tensors that
+        CheckpointError: not a StyleGAN3 generator, unknown settings, or tensors that
             are missing, differently shaped, unexpected, non-finite or filters that do not match.
     """
     if not is_stylegan3_record(record):

@@ -12,7 +12,9 @@ Differences from the reference code, all numerically equivalent:
 * the modulated convolution uses the *non-fused* form (scale the input activations by the
   style, convolve with the shared weight, then demodulate the outputs), which shares one
   weight across the batch and ran about 2× faster on CPU than the grouped form;
-* image channels, resolution, per-resolution widths, ``z_dim`` and ``w_dim`` are free.
+* image channels, resolution, per-resolution widths, ``z_dim`` and ``w_dim`` are free;
+* class-conditional models (``c_dim > 0``, NVIDIA's conditional stylegan2-ada generators) add an
+  ``embed.*`` layer outside rosinality's layout (which has none): see :class:`StyleGAN2Generator`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import LatentSpace, StyleGenerator, check_resolution
+from ganinv.generators.base import LatentSpace, StyleGenerator, _chunks, check_c_dim, check_class_input
+from ganinv.generators.base import check_resolution, random_classes
 
 SQRT2 = math.sqrt(2.0)
 
@@ -261,15 +264,27 @@ class StyleGAN2Generator(StyleGenerator):
             bounds the output to (-1, 1); the bundled digit model uses it so that the flat black
             background of the data is reachable exactly (without it a discriminator separates
             real from fake on background noise alone, and training collapsed in our runs).
+        c_dim: number of classes of a class-conditional model (0: unconditional). The mapping then
+            takes a class vector ``c`` ``[B, c_dim]`` besides z: ``embed`` (a linear equalised layer
+            ``c_dim → embed_features``, learning rate multiplier 1) embeds it, z and the embedding are
+            each normalised to unit second moment and concatenated, and the FC layers map the result
+            (``style.1`` takes ``z_dim + embed_features`` inputs) — NVIDIA's ``MappingNetwork``.
+        embed_features: width of the class embedding (None: ``w_dim``, NVIDIA's default).
     """
 
     arch = "stylegan2"
 
     def __init__(self, resolution: int = 32, channels: dict[int, int] | None = None, z_dim: int = 512,
                  w_dim: int = 512, n_mlp: int = 8, img_channels: int = 3, lr_mlp: float = 0.01,
-                 blur_kernel: tuple[float, ...] = (1, 3, 3, 1), output_activation: str | None = None) -> None:
+                 blur_kernel: tuple[float, ...] = (1, 3, 3, 1), output_activation: str | None = None,
+                 c_dim: int = 0, embed_features: int | None = None) -> None:
         super().__init__()
         check_resolution(resolution)
+        self.c_dim = check_c_dim(c_dim)
+        if embed_features is not None and (isinstance(embed_features, bool) or not isinstance(embed_features, int)
+                                           or embed_features < 1):
+            raise InputError(f"embed_features must be a positive whole number or None, got {embed_features!r}")
+        self.embed_features = (embed_features or w_dim) if self.c_dim else 0
         if resolution < 8:
             raise InputError("StyleGAN2 needs resolution ≥ 8")
         channels = {int(k): int(v) for k, v in (channels or default_channels(resolution)).items()}
@@ -291,8 +306,11 @@ class StyleGAN2Generator(StyleGenerator):
 
         layers: list[nn.Module] = [PixelNorm()]
         for i in range(n_mlp):
-            layers.append(EqualLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mlp, activation="fused_lrelu"))
+            layers.append(EqualLinear(z_dim + self.embed_features if i == 0 else w_dim, w_dim, lr_mul=lr_mlp,
+                                      activation="fused_lrelu"))
         self.style = nn.Sequential(*layers)
+        if self.c_dim:
+            self.embed = EqualLinear(self.c_dim, self.embed_features)
 
         ch = self.widths
         self.input = ConstantInput(ch[4])
@@ -336,20 +354,27 @@ class StyleGAN2Generator(StyleGenerator):
             "arch": self.arch, "resolution": self.resolution, "channels": {str(k): v for k, v in self.widths.items()},
             "z_dim": self.z_dim, "w_dim": self.w_dim, "n_mlp": self.n_mlp, "img_channels": self.channels,
             "lr_mlp": self.lr_mlp, "blur_kernel": list(self.blur_kernel), "output_activation": self.output_activation,
+            **({"c_dim": self.c_dim, "embed_features": self.embed_features} if self.c_dim else {}),
         }
 
     # ----- latents -----------------------------------------------------------------
-    def mapping(self, z: Tensor) -> Tensor:
-        """z ``[B, z_dim]`` → w ``[B, w_dim]``."""
-        return self.style(z)
-
+    def mapping(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """z ``[B, z_dim]`` (and, for a conditional model, the class ``c`` ``[B or 1, c_dim]``: one-hot rows
+        or probability vectors) → w ``[B, w_dim]``. ``c`` is required when ``c_dim > 0`` and refused otherwise."""
+        c = check_class_input(self.c_dim, c, z.shape[0], self.arch)
+        if c is None:
+            return self.style(z)
+        x = torch.cat([self.style[0](z.float()), self.style[0](self.embed(c.to(z.device, torch.float32)))], dim=1)
+        return self.style[1:](x)
 
     @torch.no_grad()
     def estimate_w_avg(self, n: int = 10_000, seed: int = 0) -> Tensor:
-        """Estimate the mean of w from ``n`` mapped z (NVIDIA's projector uses 10k)."""
+        """Estimate the mean of w from ``n`` mapped z (NVIDIA's projector uses 10k); a conditional model maps
+        them with classes drawn uniformly (NVIDIA tracks it over the training labels)."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
-        w = torch.cat([self.mapping(chunk) for chunk in z.split(2048)]).mean(0)
+        c = random_classes(self.c_dim, n, gen, self.device)
+        w = torch.cat([self.mapping(zc, cc) for zc, cc in _chunks(z, c)]).mean(0)
         self.w_avg.copy_(w)
         return w
 
@@ -447,23 +472,24 @@ class StyleGAN2Generator(StyleGenerator):
         return self._finish(skip)
 
     def forward(self, z: Tensor, truncation: float = 1.0, random_noise: bool = False,
-                noise: list[Tensor] | None = None) -> Tensor:
+                noise: list[Tensor] | None = None, c: Tensor | None = None) -> Tensor:
         """Training-style call: z ``[B, z_dim]`` → native image ``[B, C, H, W]`` in ~[-1, 1].
 
         ``noise`` (one map ``[B, 1, H, W]`` per layer, e.g. drawn for a larger batch and sliced)
-        overrides ``random_noise``.
+        overrides ``random_noise``. ``c`` ``[B or 1, c_dim]``: the class of a conditional model (see
+        :meth:`mapping`); truncation pulls towards the stored ``w_avg`` (NVIDIA's).
         """
-        w = self.mapping(z)
+        w = self.mapping(z, c)
         if truncation != 1.0:
             w = self.w_avg + truncation * (w - self.w_avg)
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
         return self.synthesis(ws, self._noise_arg(noise, random_noise))
 
     def forward_mixed(self, z1: Tensor, z2: Tensor, crossover: Tensor | int,
-                      noise: list[Tensor] | None = None) -> Tensor:
+                      noise: list[Tensor] | None = None, c: Tensor | None = None) -> Tensor:
         """Style mixing regularisation: layers ``< crossover`` from z1, the rest from z2; random noise
-        (or the given ``noise`` maps)."""
-        w1, w2 = self.mapping(z1), self.mapping(z2)
+        (or the given ``noise`` maps); ``c``: both halves' class (conditional models)."""
+        w1, w2 = self.mapping(z1, c), self.mapping(z2, c)
         idx = torch.arange(self.num_ws, device=z1.device).view(1, -1, 1)
         cross = torch.as_tensor(crossover, device=z1.device).view(-1, 1, 1)
         ws = torch.where(idx < cross, w1.unsqueeze(1), w2.unsqueeze(1))

@@ -33,8 +33,9 @@ Layout: ``mapping.fc{i}.{weight,bias}``, ``input.{weight,affine.*,transform,freq
 where a layer has none, i.e. the final ToRGB layer). Raw parameters are stored as NVIDIA
 stores them (equalised-learning-rate gains are applied at run time).
 
-Not (yet) supported: class-conditional generators (``c_dim > 0``) and updating the
-magnitude EMAs during training. fp16 layers of NVIDIA's models run in fp32 here.
+Class-conditional generators (``c_dim > 0``) embed the class in the mapping network as NVIDIA's do
+(``mapping.embed.*``). Not (yet) supported: updating the magnitude EMAs during training. fp16 layers of
+NVIDIA's models run in fp32 here.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import LatentSpace, StyleGenerator, check_resolution
+from ganinv.generators.base import LatentSpace, StyleGenerator, _chunks, check_c_dim, check_class_input
+from ganinv.generators.base import check_resolution, random_classes
 
 SQRT2 = math.sqrt(2.0)
 _CL = torch.channels_last
@@ -392,18 +394,34 @@ class FullyConnected(nn.Module):
         return F.leaky_relu(y, 0.2) * SQRT2 if self.activation else y
 
 
+def _unit_second_moment(x: Tensor) -> Tensor:
+    """Scale each row of ``x`` ``[B, D]`` to unit mean square (ε = 1e-8)."""
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
 class MappingNetwork(nn.Module):
-    """z ``[B, z_dim]`` → w ``[B, w_dim]``: normalise z to unit second moment, then ``layers`` FC + lrelu."""
+    """z ``[B, z_dim]`` (and a class ``c`` ``[B, c_dim]`` when ``c_dim > 0``) → w ``[B, w_dim]``.
 
-    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_multiplier: float) -> None:
+    z is normalised to unit second moment; a conditional network also embeds ``c`` with ``embed``
+    (linear ``c_dim → w_dim``, learning-rate multiplier 1), normalises the embedding the same way and
+    concatenates it after z; then ``layers`` FC + lrelu layers (the first takes ``z_dim + w_dim`` inputs
+    when conditional).
+    """
+
+    def __init__(self, z_dim: int, w_dim: int, layers: int, lr_multiplier: float, c_dim: int = 0) -> None:
         super().__init__()
-        self.num_layers = layers
+        self.num_layers, self.c_dim = layers, c_dim
+        if c_dim:
+            self.embed = FullyConnected(c_dim, w_dim)
+        first = z_dim + (w_dim if c_dim else 0)
         for i in range(layers):
-            self.add_module(f"fc{i}", FullyConnected(z_dim if i == 0 else w_dim, w_dim, lr_multiplier, activation=True))
+            self.add_module(f"fc{i}", FullyConnected(first if i == 0 else w_dim, w_dim, lr_multiplier, activation=True))
 
-    def forward(self, z: Tensor) -> Tensor:
-        x = z.float()
-        x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+    def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        c = check_class_input(self.c_dim, c, z.shape[0], "stylegan3")
+        x = _unit_second_moment(z.float())
+        if c is not None:
+            x = torch.cat([x, _unit_second_moment(self.embed(c.to(z.device, torch.float32)))], dim=1)
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         return x
@@ -545,7 +563,9 @@ class StyleGAN3Generator(StyleGenerator):
     generated image continuously: see :func:`image_transform`.
 
     Args mirror NVIDIA's ``Generator`` / ``SynthesisNetwork`` / ``SynthesisLayer`` arguments
-    (``mapping_layers`` and ``lr_mlp`` are its ``mapping_kwargs.num_layers`` / ``lr_multiplier``).
+    (``mapping_layers`` and ``lr_mlp`` are its ``mapping_kwargs.num_layers`` / ``lr_multiplier``); ``c_dim > 0``
+    makes a class-conditional generator whose z → w mapping takes a class ``c`` ``[B, c_dim]``
+    (:class:`MappingNetwork`, :meth:`convert`'s ``c``).
     """
 
     arch = "stylegan3"
@@ -556,9 +576,10 @@ class StyleGAN3Generator(StyleGenerator):
                  first_cutoff: float = 2.0, first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3,
                  margin_size: int = 10, output_scale: float = 0.25, conv_kernel: int = 3, filter_size: int = 6,
                  lrelu_upsampling: int = 2, use_radial_filters: bool = False, conv_clamp: float | None = 256,
-                 magnitude_ema_beta: float = 0.999) -> None:
+                 magnitude_ema_beta: float = 0.999, c_dim: int = 0) -> None:
         super().__init__()
         check_resolution(resolution)
+        self.c_dim = check_c_dim(c_dim)
         if resolution < 16:
             raise InputError(f"StyleGAN3 needs resolution ≥ 16, got {resolution}")
         for name, value in (("img_channels", img_channels), ("z_dim", z_dim), ("w_dim", w_dim),
@@ -586,7 +607,7 @@ class StyleGAN3Generator(StyleGenerator):
         self.num_ws = num_layers + 2
         input_spec, self.specs = synthesis_schedule(resolution, img_channels, **self.synthesis_kwargs)
 
-        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, self.lr_mlp)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, self.lr_mlp, self.c_dim)
         self.input = FourierInput(w_dim, input_spec)
         self.layers = nn.ModuleList(AliasFreeLayer(s, w_dim, self.conv_clamp) for s in self.specs)
         # Mean of w, kept outside state_dict() like StyleGAN2's (model folders store it as "latent_avg").
@@ -604,7 +625,8 @@ class StyleGAN3Generator(StyleGenerator):
         return {"arch": self.arch, "resolution": self.resolution, "img_channels": self.channels, "z_dim": self.z_dim,
                 "w_dim": self.w_dim, "mapping_layers": self.mapping_layers, "lr_mlp": self.lr_mlp,
                 "w_avg_beta": self.w_avg_beta, **self.synthesis_kwargs, "output_scale": self.output_scale,
-                "conv_clamp": self.conv_clamp, "magnitude_ema_beta": self.magnitude_ema_beta}
+                "conv_clamp": self.conv_clamp, "magnitude_ema_beta": self.magnitude_ema_beta,
+                **({"c_dim": self.c_dim} if self.c_dim else {})}
 
     # ----- the input transform ------------------------------------------------------
     @property
@@ -624,10 +646,12 @@ class StyleGAN3Generator(StyleGenerator):
 
     @torch.no_grad()
     def estimate_w_avg(self, n: int = 10_000, seed: int = 0) -> Tensor:
-        """Estimate the mean of w from ``n`` mapped z and store it in :attr:`w_avg`."""
+        """Estimate the mean of w from ``n`` mapped z and store it in :attr:`w_avg` (a conditional model maps
+        them with classes drawn uniformly)."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
-        w = torch.cat([self.mapping(chunk) for chunk in z.split(2048)]).mean(0)
+        c = random_classes(self.c_dim, n, gen, self.device)
+        w = torch.cat([self.mapping(zc, cc) for zc, cc in _chunks(z, c)]).mean(0)
         self.w_avg.copy_(w)
         return w
 
@@ -651,9 +675,10 @@ class StyleGAN3Generator(StyleGenerator):
             x = x * self.output_scale
         return x.contiguous()
 
-    def forward(self, z: Tensor, truncation: float = 1.0) -> Tensor:
-        """Training-style call: z ``[B, z_dim]`` → native image ``[B, C, H, W]`` in ~[-1, 1]."""
-        w = self.mapping(z)
+    def forward(self, z: Tensor, truncation: float = 1.0, c: Tensor | None = None) -> Tensor:
+        """Training-style call: z ``[B, z_dim]`` (and the class ``c`` ``[B or 1, c_dim]`` of a conditional model)
+        → native image ``[B, C, H, W]`` in ~[-1, 1]."""
+        w = self.mapping(z, c)
         if truncation != 1.0:
             w = self.w_avg + truncation * (w - self.w_avg)
         return self.synthesis(w.unsqueeze(1).repeat(1, self.num_ws, 1))

@@ -7,6 +7,8 @@ Read:
   with ``projected_w`` ``[num_ws, 512]``) — or ``[1, w_dim]`` / ``[w_dim]`` (W), or ``z`` ``[1, z_dim]`` /
   ``[z_dim]``; optional per-layer noise maps ``noise_<i>`` ``[1, 1, H_i, W_i]``. A stack ``w`` ``[N, num_ws, w_dim]``
   (``N > 1``: the codes ``ganinv interpolate`` / ``edit`` write) is N codes ``<file>_<i>``.
+  A ``z`` code with a ``class`` array ``[1, c_dim]`` (``ganinv invert`` on a class-conditional model) is mapped to
+  W with that class when read, so it renders without ``--class`` (with ``--class``, the given class is used).
 * ``.npy`` holding a plain array: ``[num_ws, w_dim]`` / ``[1, num_ws, w_dim]`` (W+), ``[D]`` / ``[1, D]`` (W where
   the generator has one, else z), or a stack ``[N, num_ws, w_dim]``. Arrays are read with ``allow_pickle=False``
   semantics (:func:`ganinv.io.load_npy`); a pickled ``.npy`` is ReStyle's format (:mod:`.restyle`).
@@ -72,7 +74,40 @@ def read_npz(path: Path, G: Generator) -> list[FileCode]:
                 raise InputError(f"{path}: noise_{i} has shape {list(n.shape)}, expected {list(want)}")
             noise.append(n)
         codes[0].code.noise = noise
+    if "class" in arrays and key == "z":
+        _bind_recorded_class(codes, arrays["class"], G, path)
     return codes
+
+
+def _bind_recorded_class(codes: list[FileCode], arr: np.ndarray, G: Generator, path: Path) -> None:
+    """z codes of a class-conditional model with the class their ``.npz`` records (``class`` ``[1 or N, c_dim]``,
+    written by ``ganinv invert``): mapped to W with it, so that they render, edit and mix without ``--class``.
+    With ``--class`` (a class-bound ``G``) the given class wins, with a note where it differs."""
+    from ganinv.generators.conditional import ClassBoundGenerator, class_probabilities, num_classes
+
+    c_dim = num_classes(G)
+    if not c_dim:
+        codes[0].notes.append(f"{path.name}: its recorded class is ignored (this generator is unconditional)")
+        return
+    c = np.asarray(arr, dtype=np.float32)
+    if c.ndim != 2 or c.shape[0] not in (1, len(codes)) or c.shape[1] != c_dim:
+        raise InputError(f"{path}: its 'class' array has shape {list(c.shape)}, but this generator has {c_dim} "
+                         f"classes (expected [1, {c_dim}])")
+    try:
+        probs = class_probabilities(c_dim, torch.from_numpy(c))
+    except InputError as exc:
+        raise InputError(f"{path}: its recorded class is not usable: {exc}") from None
+    for i, fc in enumerate(codes):
+        row = probs[min(i, probs.shape[0] - 1)].unsqueeze(0)
+        label = int(row.argmax())
+        if isinstance(G, ClassBoundGenerator):
+            if G.label != label or float(row.max()) < 1.0:
+                fc.notes.append(f"{fc.label}: rendered with --class {G.label if G.label is not None else '(given)'}; "
+                                f"the file records class {label}")
+            continue
+        with torch.no_grad():
+            fc.code.latent = G.convert(fc.code.latent.to(G.device), "z", "w", c=row.to(G.device)).cpu()
+        fc.code.space = "w"
 
 
 def read_npy(path: Path, G: Generator) -> list[FileCode]:

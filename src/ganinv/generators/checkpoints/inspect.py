@@ -34,6 +34,11 @@ def _count_parameters(cfg: dict[str, Any]) -> int | None:
 def _arch_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     """The architecture fields of ``info`` from a config (values made JSON-safe)."""
     fields = {k: _jsonable(cfg.get(k)) for k in ("arch", "resolution", "z_dim", "w_dim", "n_mlp", "img_channels")}
+    if cfg.get("arch") in ("stylegan2", "stylegan3"):  # class count of the mapping network; 0: unconditional
+        fields["c_dim"] = _jsonable(cfg.get("c_dim", 0))
+        if isinstance(fields["c_dim"], int) and not isinstance(fields["c_dim"], bool) and fields["c_dim"] > 0:
+            fields["classes"] = (f"class-conditional: {fields['c_dim']} classes (0…{fields['c_dim'] - 1}); "
+                                 f"sample with --class K")
     if isinstance(cfg.get("channels"), dict):  # a stranger's config.json may hold anything here: shown as it is
         fields["channels"] = {str(k): int(v) if isinstance(v, int) else _jsonable(v)
                               for k, v in cfg["channels"].items()}
@@ -176,7 +181,8 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
     ``"safetensors"``, ``"rosinality generator"``, ``"rosinality training checkpoint"``,
     ``"pSp/e4e encoder checkpoint"``, ``"state dict"``, ``"NVIDIA network pickle"`` or
     ``"unknown"``), ``arch`` (``"stylegan2"``, ``"dcgan"``, … or ``None``), ``resolution``,
-    ``z_dim``, ``w_dim``, ``n_mlp``, ``img_channels``, ``channels`` (when known),
+    ``z_dim``, ``w_dim``, ``n_mlp``, ``img_channels``, ``channels`` (when known), ``c_dim`` (StyleGAN2/3: the
+    class count, 0 for an unconditional model; a conditional one also gets a ``classes`` sentence),
     ``num_parameters`` (``None`` when the architecture is unknown), ``num_values`` (all
     tensor elements), ``num_keys``, ``keys_summary`` (key prefix → count),
     ``latent_avg`` (bool), ``loadable`` (whether :func:`load_generator` accepts it) with

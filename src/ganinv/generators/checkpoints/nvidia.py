@@ -6,7 +6,8 @@ predicate takes it (:func:`register_record_converter`). The StyleGAN2 converter,
 renames NVIDIA's tensors to rosinality's layout (:func:`nvidia_to_rosinality`, one function per block
 kind) and loads them into a :class:`StyleGAN2Generator`; the StyleGAN3 converter
 (:mod:`ganinv.generators.nvidia_stylegan3`) follows. A generator no converter takes is refused with
-the StyleGAN2 converter's reasons (StyleGAN3-like, class-conditional, not 'skip', not a StyleGAN2).
+the StyleGAN2 converter's reasons (StyleGAN3-like, not 'skip', not a StyleGAN2). Class-conditional
+generators (``c_dim > 0``) of either kind convert with their class embedding (``mapping.embed``).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def _looks_like_stylegan3(record: PersistentRecord, keys: list[str]) -> bool:
 
 
 def _check_nvidia_supported(record: PersistentRecord, keys: list[str], source: str) -> None:
-    """Refuse StyleGAN3, conditional and non-'skip' generators with one clear sentence each."""
+    """Refuse StyleGAN3, non-'skip' and inconsistently conditional generators with one clear sentence each."""
     cls = record.class_name
     kw = record.init_kwargs
     if _looks_like_stylegan3(record, keys):
@@ -161,9 +162,13 @@ def _check_nvidia_supported(record: PersistentRecord, keys: list[str], source: s
                               f"ganinv converts only StyleGAN2 generators (stylegan2-ada-pytorch, or "
                               f"stylegan3's networks_stylegan2)")
     c_dim = kw.get("c_dim", record.state.get("c_dim", 0))
-    if (isinstance(c_dim, int) and c_dim > 0) or any(k.startswith("mapping.embed.") for k in keys):
-        raise CheckpointError(f"{source} holds a class-conditional generator (c_dim={c_dim}); ganinv supports "
-                              f"only unconditional generators")
+    has_embed = any(k.startswith("mapping.embed.") for k in keys)
+    if isinstance(c_dim, bool) or not isinstance(c_dim, (int, np.integer)) or c_dim < 0:
+        raise CheckpointError(f"{source}: the generator records c_dim={c_dim!r}, not a class count")
+    if bool(c_dim) != has_embed:
+        raise CheckpointError(f"{source}: the generator records c_dim={c_dim} but "
+                              f"{'has' if has_embed else 'has no'} class embedding (mapping.embed); "
+                              f"the file is inconsistent")
     synth = kw.get("synthesis_kwargs") if isinstance(kw.get("synthesis_kwargs"), dict) else {}
     arch = synth.get("architecture", "skip")
     if arch != "skip" or any(".skip." in k for k in keys):
@@ -175,8 +180,8 @@ def _check_nvidia_supported(record: PersistentRecord, keys: list[str], source: s
 
 
 def is_stylegan2_record(record: PersistentRecord) -> bool:
-    """Whether ``record`` is a generator the StyleGAN2 converter supports: a well-formed record tree of an
-    unconditional 'skip' StyleGAN2 (``synthesis.b4.const``, ``mapping.fc*``) that does not look like StyleGAN3."""
+    """Whether ``record`` is a generator the StyleGAN2 converter supports: a well-formed record tree of a
+    (conditional or not) 'skip' StyleGAN2 (``synthesis.b4.const``, ``mapping.fc*``) that does not look like StyleGAN3."""
     try:
         _check_nvidia_supported(record, list(_flatten_record(record, "")), "")
     except CheckpointError:
@@ -251,7 +256,11 @@ def _synthesis_resolutions(nv: dict[str, Tensor], source: str) -> list[int]:
 
 
 def _convert_mapping(r: _Renaming, fc_idx: list[int]) -> Tensor | None:
-    """``mapping.fc{j}`` → ``style.{j+1}``; returns ``mapping.w_avg`` (``None`` when not stored)."""
+    """``mapping.fc{j}`` → ``style.{j+1}``, ``mapping.embed`` → ``embed`` (conditional generators); returns
+    ``mapping.w_avg`` (``None`` when not stored)."""
+    if "mapping.embed.weight" in r.nv:
+        r.move("mapping.embed.weight", "embed.weight")
+        r.move("mapping.embed.bias", "embed.bias")
     for j in fc_idx:
         r.move(f"mapping.fc{j}.weight", f"style.{j + 1}.weight")
         r.move(f"mapping.fc{j}.bias", f"style.{j + 1}.bias")
@@ -312,11 +321,24 @@ def _stylegan2_config(nv: dict[str, Tensor], fc_idx: list[int], res_list: list[i
     first, last = nv["mapping.fc0.weight"], nv[f"mapping.fc{fc_idx[-1]}.weight"]
     if first.dim() != 2 or last.dim() != 2:
         raise CheckpointError(f"{source}: mapping.fc weights must be 2-D, got {list(first.shape)}")
+    embed = nv.get("mapping.embed.weight")
+    c_dim, embed_features = 0, 0
+    if embed is not None:
+        if embed.dim() != 2:
+            raise CheckpointError(f"{source}: mapping.embed.weight must be 2-D, got {list(embed.shape)}")
+        embed_features, c_dim = int(embed.shape[0]), int(embed.shape[1])
+    z_dim = int(first.shape[1]) - embed_features
+    if z_dim < 1:
+        raise CheckpointError(f"{source}: mapping.fc0 takes {int(first.shape[1])} inputs, which leaves no room for "
+                              f"z besides the {embed_features}-wide class embedding (z_dim=0 models are not "
+                              f"supported)")
     cfg: dict[str, Any] = {
         "arch": "stylegan2", "resolution": res_list[-1], "channels": {str(r): c for r, c in widths.items()},
-        "z_dim": int(first.shape[1]), "w_dim": int(last.shape[0]), "n_mlp": len(fc_idx),
+        "z_dim": z_dim, "w_dim": int(last.shape[0]), "n_mlp": len(fc_idx),
         "img_channels": int(nv["synthesis.b4.torgb.weight"].shape[0]), "lr_mlp": 0.01,
     }
+    if c_dim:
+        cfg["c_dim"], cfg["embed_features"] = c_dim, embed_features
     if (blur := _blur_kernel_option(nv.get(f"synthesis.b{res_list[1]}.conv0.resample_filter"))) is not None:
         cfg["blur_kernel"] = blur
     return cfg
@@ -333,6 +355,7 @@ def nvidia_to_rosinality(nv: dict[str, Tensor], source: str = "checkpoint",
     Mapping (R = 4·2^i):
 
     * ``mapping.fc{j}.{weight,bias}`` → ``style.{j+1}.*``; ``mapping.w_avg`` → returned ``latent_avg`` ``[w_dim]``;
+      ``mapping.embed.{weight,bias}`` (conditional generators) → ``embed.*``;
     * ``synthesis.b4.const`` ``[C,4,4]`` → ``input.input`` ``[1,C,4,4]``;
     * ``synthesis.b4.conv1`` → ``conv1``; ``synthesis.bR.conv{c}`` → ``convs.{2i−2+c}``;
       ``weight`` ``[O,I,3,3]`` → ``conv.weight`` ``[1,O,I,3,3]``, ``bias`` → ``activate.bias``,
@@ -397,8 +420,8 @@ def _convert_stylegan2_record(record: PersistentRecord, source: str, notices: li
     state, w_avg, cfg = nvidia_to_rosinality(nv, source, notices)
     cfg["lr_mlp"] = _nvidia_lr_mlp(record)
     kw = record.init_kwargs
-    for name in ("z_dim", "w_dim", "img_resolution", "img_channels"):
-        ours = cfg["resolution"] if name == "img_resolution" else cfg[name]
+    for name in ("z_dim", "w_dim", "img_resolution", "img_channels", "c_dim"):
+        ours = cfg["resolution"] if name == "img_resolution" else cfg.get(name, 0)
         if isinstance(kw.get(name), int) and kw[name] != ours:
             raise CheckpointError(f"{source}: the generator was built with {name}={kw[name]} but its weights "
                                   f"imply {ours}; the file is inconsistent")
@@ -471,8 +494,8 @@ def load_nvidia_pkl(path: str | Path, *, notices: list[str] | None = None,
         the generator on CPU, in eval mode, with gradients disabled.
 
     Raises:
-        CheckpointError: unsafe pickle (naming the refused global), corrupt file, StyleGAN3,
-            class-conditional or otherwise unsupported generator, or mismatched weights.
+        CheckpointError: unsafe pickle (naming the refused global), corrupt file, unsupported generator
+            (not 'skip', inconsistent class embedding), or mismatched weights.
     """
     path = Path(path)
     source = str(path)

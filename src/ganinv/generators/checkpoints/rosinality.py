@@ -63,7 +63,9 @@ def infer_rosinality_config(state: dict[str, Tensor], source: str = "checkpoint"
       (conv weights are ``[1, out, in, k, k]``);
     * ``n_mlp`` = number of ``style.{i}.weight``; ``z_dim, w_dim`` from ``style.1.weight`` ``[w_dim, z_dim]``;
     * ``img_channels`` from ``to_rgb1.conv.weight`` ``[1, C, in, 1, 1]``;
-    * ``lr_mlp = 0.01`` (rosinality's fixed value; it is not recoverable from weights).
+    * ``lr_mlp = 0.01`` (rosinality's fixed value; it is not recoverable from weights);
+    * a class-conditional generator (ganinv's extension, written when converting NVIDIA's conditional
+      models): ``embed.weight`` ``[embed_features, c_dim]``, and ``style.1`` takes ``z_dim + embed_features``.
 
     Returns:
         a config dict with ``arch="stylegan2"`` usable by :func:`ganinv.modelfile.build`.
@@ -93,6 +95,11 @@ def infer_rosinality_config(state: dict[str, Tensor], source: str = "checkpoint"
     if style_idx != list(range(1, len(style_idx) + 1)):
         raise CheckpointError(f"{source}: mapping layers style.* are not numbered 1…n (found {style_idx})")
     w_dim, z_dim = _check_ndim(state, "style.1.weight", 2, source)
+    embed_features, c_dim = _check_ndim(state, "embed.weight", 2, source) if "embed.weight" in state else (0, 0)
+    z_dim -= embed_features
+    if z_dim < 1:
+        raise CheckpointError(f"{source}: style.1 takes {z_dim + embed_features} inputs, which leaves no room for z "
+                              f"besides the {embed_features}-wide class embedding")
     img_channels = _check_ndim(state, "to_rgb1.conv.weight", 5, source)[1]
     _check_ndim(state, "input.input", 4, source)
     cfg: dict[str, Any] = {
@@ -100,6 +107,8 @@ def infer_rosinality_config(state: dict[str, Tensor], source: str = "checkpoint"
         "z_dim": int(z_dim), "w_dim": int(w_dim), "n_mlp": len(style_idx), "img_channels": int(img_channels),
         "lr_mlp": 0.01,
     }
+    if c_dim:
+        cfg["c_dim"], cfg["embed_features"] = int(c_dim), int(embed_features)
     if (blur := _blur_kernel_option(state.get("convs.0.conv.blur.kernel"))) is not None:
         cfg["blur_kernel"] = blur
     return cfg
