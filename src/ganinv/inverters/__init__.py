@@ -7,6 +7,8 @@ optimize     optimisation in z / w / w+ (+ noise maps) — :mod:`ganinv.inverter
 encoder      one pass of a trained encoder (+ ReStyle refinement passes) — :mod:`.encoder`
 hybrid       encoder initialisation, then optimisation (iGAN; IDInvert's domain regulariser) — :mod:`.hybrid`
 pti          pivot in W, then per-image generator tuning stored as compact deltas — :mod:`.pti`
+hyper        encoder pivot + per-image weight offsets predicted by a hypernetwork (HyperStyle), stored like
+             PTI's deltas — :mod:`.hyper`
 multicode    N codes blended at an intermediate layer (mGANprior) — :mod:`.multicode`
 ============ ===================================================================================
 """
@@ -24,11 +26,12 @@ from ganinv.generators.base import Generator
 from ganinv.inverters.base import InversionResult, InversionState
 from ganinv.inverters.encoder import EncoderSettings, invert_encoder
 from ganinv.inverters.hybrid import HybridSettings, invert_hybrid
+from ganinv.inverters.hyper import HyperSettings, invert_hyper
 from ganinv.inverters.multicode import MultiCodeSettings, invert_multicode, render_multicode
 from ganinv.inverters.optimize import PRESETS, Callback, OptimizeSettings, optimize
 from ganinv.inverters.pti import PTISettings, invert_pti
 
-METHODS = ("optimize", "encoder", "hybrid", "pti", "multicode")
+METHODS = ("optimize", "encoder", "hybrid", "pti", "multicode", "hyper")
 #: methods that accept a forward operator (restoration)
 PHYSICS_METHODS = ("optimize", "multicode")
 
@@ -48,7 +51,8 @@ def _split(options: dict[str, Any], own: set[str], method: str, nested: str | No
 
 def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "optimize",
            preset: str | None = None, discriminator: nn.Module | None = None, callback: Callback | None = None,
-           settings: Any = None, encoder: nn.Module | str | Path | None = None, **options: Any) -> InversionResult:
+           settings: Any = None, encoder: nn.Module | str | Path | None = None,
+           hyper: nn.Module | str | Path | None = None, **options: Any) -> InversionResult:
     """Find latents whose renderings reproduce ``target`` (through ``physics`` when given).
 
     Args:
@@ -61,10 +65,13 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         discriminator: for the ``dfeat`` loss term.
         callback: ``callback(step, state)`` per optimisation step.
         settings: the method's settings object (:class:`OptimizeSettings`, :class:`EncoderSettings`,
-            :class:`HybridSettings`, :class:`PTISettings`, :class:`MultiCodeSettings`); ``options``
+            :class:`HybridSettings`, :class:`PTISettings`, :class:`MultiCodeSettings`, :class:`HyperSettings`); ``options``
             override its fields.
         encoder: ``encoder``/``hybrid``: an encoder module, a model folder or a bundled name; None finds
             the bundled encoder trained for ``G`` (an encoder trained for another generator is refused).
+            ``hyper``: overrides the hypernetwork's recorded pivot encoder.
+        hyper: ``hyper`` only: a hypernetwork module, a saved folder or a bundled name (None: the bundled one
+            trained for ``G``; one trained for another generator is refused).
         options: fields of the method's settings. For ``hybrid`` and ``pti``, optimisation options
             (e.g. ``steps=100``) go to the optimisation phase / the pivot.
     Returns:
@@ -95,6 +102,12 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
         merged = replace(merged, optimize={**merged.optimize, **opt})
         return invert_hybrid(G, target, None, merged, encoder=encoder, discriminator=discriminator,
                              callback=callback)
+    if hyper is not None and method != "hyper":
+        raise InputError(f"a hypernetwork is used by method 'hyper', not {method!r}")
+    if method == "hyper":
+        mine, _ = _split(options, {f.name for f in fields(HyperSettings)}, method, None)
+        base_y = settings if isinstance(settings, HyperSettings) else HyperSettings()
+        return invert_hyper(G, target, replace(base_y, **mine), hyper=hyper, encoder=encoder)
     if method == "multicode":
         mine, _ = _split(options, {f.name for f in fields(MultiCodeSettings)}, method, None)
         base_m = settings if isinstance(settings, MultiCodeSettings) else MultiCodeSettings()
@@ -106,5 +119,5 @@ def invert(G: Generator, target: Tensor, physics: Any = None, *, method: str = "
     return invert_pti(G, target, merged_p, callback=callback)
 
 
-__all__ = ["METHODS", "PHYSICS_METHODS", "EncoderSettings", "HybridSettings", "InversionResult", "InversionState",
+__all__ = ["METHODS", "PHYSICS_METHODS", "EncoderSettings", "HybridSettings", "HyperSettings", "InversionResult", "InversionState",
            "MultiCodeSettings", "OptimizeSettings", "PTISettings", "invert", "optimize", "render_multicode"]
