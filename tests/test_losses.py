@@ -150,7 +150,7 @@ def test_parse_loss_spec_errors(spec, message):
 
 
 def test_every_documented_name_is_accepted():
-    assert set(LOSS_NAMES) == {"mse", "l1", "ssim", "ms_ssim", "lpips", "lpips_vgg", "lpips_alex", "dfeat"}
+    assert set(LOSS_NAMES) == {"mse", "l1", "ssim", "ms_ssim", "lpips", "lpips_vgg", "lpips_alex", "dfeat", "id"}
 
 
 def test_combined_loss_is_the_weighted_sum_and_logs_terms():

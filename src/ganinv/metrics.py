@@ -8,6 +8,8 @@ gradients (in float64 for the pixel metrics) and returns a ``[B]`` tensor on the
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=...)``.
 - :func:`ms_ssim` — multi-scale SSIM; small images use fewer scales (see :mod:`ganinv.losses.pixel`).
 - :func:`lpips` — LPIPS distance, or ``None`` when the backbone weights are not available offline.
+- :func:`identity_similarity` — cosine of two faces' ArcFace embeddings ("ID" in pSp/e4e/ReStyle/PTI tables);
+  needs a user-given ``model_ir_se50.pth`` (see :mod:`ganinv.losses.identity`).
 - :func:`class_preservation` — whether a digit classifier gives the same class to both images.
 - :func:`latent_error` — RMSE between latent codes.
 """
@@ -15,6 +17,7 @@ gradients (in float64 for the pixel metrics) and returns a ``[B]`` tensor on the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -123,6 +126,32 @@ def lpips(x: Tensor, y: Tensor, net: str = "alex") -> Tensor | None:
 
 
 @torch.no_grad()
+def identity_similarity(x: Tensor, y: Tensor, weights: str | Path | None = None) -> Tensor:
+    """Identity similarity ``[B]`` in [-1, 1] (1 for identical images): the cosine of the ArcFace embeddings.
+
+    As the inversion papers report it (pSp's ``IDLoss``, ArcFace IR-SE-50): RGB images in [0, 1] are brought to
+    256×256 (area-downsampled, or bilinearly upsampled), the inner face rows 35:223 × columns 32:220 of an
+    FFHQ-aligned portrait is cut out and pooled to 112×112 (see :func:`ganinv.losses.identity.face_crop`). Each
+    pair is scored on its own, so the order of the batch does not matter. CurricularFace's IR-101 file works too.
+
+    Args:
+        weights: the state dict; default :func:`ganinv.losses.identity.find_weights` (``--id-weights``,
+            ``$GANINV_ARCFACE``, ganinv's weights cache). The network is loaded once and kept.
+
+    Raises:
+        InputError: not RGB ``[B, 3, H, W]`` pairs of one shape.
+        MissingWeightsError: no weight file anywhere; CheckpointError: an unreadable or foreign file.
+    """
+    from ganinv.losses.identity import cached_backbone, embed
+
+    x, y = _prepare(x, y, dtype=torch.float32)
+    if x.shape[1] != 3:
+        raise InputError(f"identity similarity takes RGB face images [B, 3, H, W], got shape {tuple(x.shape)}")
+    model = cached_backbone(weights).to(x.device)
+    return (embed(model, x) * embed(model, y)).sum(dim=1).clamp(-1, 1)
+
+
+@torch.no_grad()
 def class_preservation(classifier: nn.Module, real: Tensor, recon: Tensor) -> Tensor:
     """Whether ``classifier`` predicts the same class for each real image and its reconstruction: bool ``[B]``.
 
@@ -152,11 +181,13 @@ def latent_error(a: Tensor, b: Tensor) -> Tensor:
 
 @torch.no_grad()
 def compute_all(real: Tensor, recon: Tensor, classifier: nn.Module | None = None,
-                lpips_net: str | None = None) -> dict[str, Tensor]:
-    """Every applicable metric for a batch: ``{"psnr", "ssim", "ms_ssim", "lpips", "class_kept"}`` → ``[B]``.
+                lpips_net: str | None = None, identity: bool = False,
+                identity_weights: str | Path | None = None) -> dict[str, Tensor]:
+    """Every applicable metric for a batch: ``{"psnr", "ssim", "ms_ssim", "lpips", "id", "class_kept"}`` → ``[B]``.
 
     ``ms_ssim`` is left out for images under 13 px; ``lpips`` only with ``lpips_net`` (``"alex"`` or
-    ``"vgg"``) and when its weights are available; ``class_kept`` (bool) only with a ``classifier``.
+    ``"vgg"``) and when its weights are available; ``id`` (:func:`identity_similarity`) only with ``identity``
+    and RGB images; ``class_kept`` (bool) only with a ``classifier``.
     """
     check_pair(real, recon)
     out = {"psnr": psnr(real, recon), "ssim": ssim(real, recon)}
@@ -166,6 +197,8 @@ def compute_all(real: Tensor, recon: Tensor, classifier: nn.Module | None = None
         value = lpips(real, recon, net=lpips_net)
         if value is not None:
             out["lpips"] = value
+    if identity and real.shape[1] == 3:
+        out["id"] = identity_similarity(real, recon, identity_weights)
     if classifier is not None:
         out["class_kept"] = class_preservation(classifier, real, recon)
     return out

@@ -29,6 +29,11 @@ i.e. ``$TORCH_HOME/hub/checkpoints``), where torchvision looks too; entries with
 ``$GANINV_CACHE/weights`` (default ``$XDG_CACHE_HOME/ganinv/weights``, i.e. ``~/.cache/ganinv/weights``) — the
 place for the photo pipeline's face detector and identity weights, each one more :func:`register` call.
 
+Files that cannot be fetched unattended (no stable URL, e.g. the ArcFace IR-SE-50 weights behind the identity
+metric, which sit on Google Drive) are :class:`GivenFile` entries in :data:`GIVEN` instead: the user puts them in
+ganinv's cache folder under one of their names or points an environment variable at them; :meth:`GivenFile.find`
+looks, and ``ganinv weights`` lists the ones found.
+
 This module imports neither torch nor rich at import time (the CLI lists the registry without them).
 """
 
@@ -50,8 +55,8 @@ from typing import IO, Literal
 
 from ganinv.errors import InputError, MissingWeightsError
 
-__all__ = ["REGISTRY", "WeightFile", "WeightsDownloadError", "cache_dir", "ensure", "get", "is_cached",
-           "is_offline", "missing_message", "register", "set_offline"]
+__all__ = ["GIVEN", "REGISTRY", "GivenFile", "WeightFile", "WeightsDownloadError", "cache_dir", "ensure", "get",
+           "is_cached", "is_offline", "missing_message", "register", "set_offline"]
 
 OFFLINE_ENV = "GANINV_OFFLINE"
 """Environment variable that forbids downloads when set to 1/true/yes/on."""
@@ -149,6 +154,45 @@ register(WeightFile(
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", used_by="LPIPS (alex)",
     size=244_408_911, what="the torchvision backbone weights", hint=_LPIPS_HINT))
+
+
+@dataclass(frozen=True)
+class GivenFile:
+    """A weight file the user gives (ganinv never downloads it): found through ``env`` or in ganinv's cache.
+
+    Attributes:
+        name: key in :data:`GIVEN`.
+        file_names: names looked for in ``cache_dir("ganinv")``, in order.
+        env: environment variable that may hold the file's path.
+        used_by: what needs it, for people.
+        source: where people get it.
+    """
+
+    name: str
+    file_names: tuple[str, ...]
+    env: str
+    used_by: str
+    source: str
+
+    def find(self) -> tuple[Path, str] | None:
+        """``(path, how it was found)``: the environment variable's path (whether or not it exists — the caller
+        checks) or the first cached file; None when neither."""
+        value = os.environ.get(self.env, "").strip()
+        if value:
+            return Path(value).expanduser(), f"${self.env}"
+        for name in self.file_names:
+            path = cache_dir("ganinv") / name
+            if path.is_file():
+                return path, "the ganinv weights cache"
+        return None
+
+
+GIVEN: dict[str, GivenFile] = {}
+"""User-given weight files by name."""
+GIVEN["arcface"] = GivenFile(
+    name="arcface", file_names=("model_ir_se50.pth", "CurricularFace_Backbone.pth"), env="GANINV_ARCFACE",
+    used_by="identity similarity (ID metric, id loss)",
+    source="ArcFace IR-SE-50 from TreB1eN/InsightFace_Pytorch, as pSp links it; or CurricularFace's IR-101")
 
 
 def get(name_or_entry: str | WeightFile) -> WeightFile:

@@ -25,6 +25,9 @@ def weights(
     GANINV_WEIGHTS_URL=BASE downloads from a mirror folder that holds the same file names.
 
     LPIPS's backbones live in the torch hub cache ($TORCH_HOME/hub/checkpoints).
+
+    Files ganinv cannot download (the ArcFace weights for identity similarity) are listed when present: in ganinv's
+    weights cache under their usual name, or named by their environment variable ($GANINV_ARCFACE).
     """
     from rich.table import Table
 
@@ -52,7 +55,18 @@ def weights(
         else:
             size = f"≈{human_size(entry.size)}" if entry.size else "?"
         table.add_row(entry.name, entry.used_by, "[green]yes[/]" if cached else "no", str(path), size)
+    absent = []
+    for given in registry.GIVEN.values():  # user-given files: listed when present
+        found = given.find()
+        if found is not None and found[0].is_file():
+            table.add_row(given.name, given.used_by, f"[green]given[/] ({found[1]})", str(found[0]),
+                          human_size(found[0].stat().st_size))
+        else:
+            absent.append(given)
     print_table(table)
+    for given in absent:
+        console.print(f"[dim]{given.name} ({given.used_by}): not given; ganinv cannot download it ({given.source}): "
+                      f"put {given.file_names[0]} in {registry.cache_dir('ganinv')} or set {given.env}=PATH[/]")
     if not download and not all(entry.path.is_file() for entry in registry.REGISTRY.values()):
         console.print("missing files are downloaded on first use (or now: ganinv weights --download NAME|all)"
                       + ("; downloads are off here (GANINV_OFFLINE / --offline)" if registry.is_offline() else ""))

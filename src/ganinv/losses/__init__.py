@@ -12,6 +12,8 @@ lpips      LPIPS with VGG16 (same as ``lpips_vgg``)
 lpips_vgg  LPIPS with VGG16 (:class:`~ganinv.losses.perceptual.LPIPSLoss`)
 lpips_alex LPIPS with AlexNet
 dfeat      discriminator feature matching (:class:`~ganinv.losses.discriminator.DiscriminatorFeatureLoss`)
+id         1 − cosine of ArcFace face embeddings, pSp's identity loss (:class:`~ganinv.losses.identity.IdentityLoss`;
+           RGB faces, user-given ``model_ir_se50.pth``: ``--id-weights`` / ``$GANINV_ARCFACE`` / weights cache)
 ========== ==========================================================
 """
 
@@ -19,23 +21,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
 from ganinv.losses.discriminator import DiscriminatorFeatureLoss
+from ganinv.losses.identity import IdentityLoss
 from ganinv.losses.perceptual import LPIPSLoss, backbone_path, lpips_available, missing_weights_message
 from ganinv.losses.pixel import l1, ms_ssim_loss, mse, ssim_loss
 
 __all__ = [
-    "LOSS_NAMES", "CombinedLoss", "DiscriminatorFeatureLoss", "LPIPSLoss", "backbone_path", "l1",
+    "LOSS_NAMES", "CombinedLoss", "DiscriminatorFeatureLoss", "IdentityLoss", "LPIPSLoss", "backbone_path", "l1",
     "lpips_available", "missing_weights_message", "ms_ssim_loss", "mse", "parse_loss_spec", "ssim_loss",
 ]
 
 _PIXEL: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": mse, "l1": l1, "ssim": ssim_loss,
                                                           "ms_ssim": ms_ssim_loss}
 _LPIPS_NET = {"lpips": "vgg", "lpips_vgg": "vgg", "lpips_alex": "alex"}
-LOSS_NAMES: tuple[str, ...] = (*_PIXEL, *_LPIPS_NET, "dfeat")
+LOSS_NAMES: tuple[str, ...] = (*_PIXEL, *_LPIPS_NET, "dfeat", "id")
 """Every name a loss spec accepts."""
 
 
@@ -108,12 +112,17 @@ class CombinedLoss(nn.Module):
         self.last_terms: dict[str, Tensor] = {}
 
     @classmethod
-    def from_spec(cls, spec: str | Mapping[str, float], discriminator: nn.Module | None = None) -> CombinedLoss:
+    def from_spec(cls, spec: str | Mapping[str, float], discriminator: nn.Module | None = None, *,
+                  id_weights: str | Path | None = None) -> CombinedLoss:
         """Build from a spec string (see :func:`parse_loss_spec`) or a ready ``{name: weight}`` mapping.
+
+        ``id_weights`` is the ArcFace state dict for an ``id`` term (default:
+        :func:`ganinv.losses.identity.find_weights` — ``--id-weights``, ``$GANINV_ARCFACE``, the weights cache).
 
         Raises:
             InputError: bad spec, all weights zero, or ``dfeat`` without a ``discriminator``.
-            MissingWeightsError: an LPIPS term whose backbone weights are not in the torch hub cache.
+            MissingWeightsError: an LPIPS term whose backbone weights are not in the torch hub cache, or an ``id``
+                term without ArcFace weights (CheckpointError: an unreadable or foreign ArcFace file).
         """
         weights = parse_loss_spec(spec) if isinstance(spec, str) else \
             parse_loss_spec(",".join(f"{name}={w}" for name, w in spec.items()) or " ")
@@ -125,6 +134,8 @@ class CombinedLoss(nn.Module):
                 terms[name] = (weight, _PIXEL[name])
             elif name in _LPIPS_NET:
                 terms[name] = (weight, LPIPSLoss(_LPIPS_NET[name]))
+            elif name == "id":
+                terms[name] = (weight, IdentityLoss(id_weights))
             else:  # dfeat
                 if discriminator is None:
                     raise InputError("the 'dfeat' loss needs a discriminator: use a model that ships one "
