@@ -206,3 +206,110 @@ def test_serve_cli_refuses_bad_models_and_settings_before_starting(tmp_path):
     assert r.exit_code != 0
     r = runner.invoke(app, ["serve", "--help"])
     assert r.exit_code == 0 and "--concurrency" in r.output and "--max-upload-mb" in r.output
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The Photo tab: photo → framed faces → invert → edit → pasted back
+# ----------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def photo_files(tmp_path_factory):
+    """The astronaut cut off-square (400 × 460, one face well inside) and the coffee cup (no face), as PNGs."""
+    skdata = pytest.importorskip("skimage.data")
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skdata.astronaut()[20:480, 60:460]).save(folder / "astro.png")
+    Image.fromarray(skdata.coffee()[:200, :300]).save(folder / "coffee.png")
+    return folder / "astro.png", folder / "coffee.png"
+
+
+@pytest.fixture(scope="module")
+def face_wb(tmp_path_factory):
+    """A 32 px random-weight RGB StyleGAN2 whose workbench has the MTCNN detector loaded."""
+    from conftest import make_tiny_stylegan2
+
+    from ganinv.photo.errors import DetectorWeightsError
+
+    wb = Workbench(make_tiny_stylegan2(img_channels=3, resolution=32), "tiny-rgb", tmp_path_factory.mktemp("work"))
+    try:
+        wb.face_detector()
+    except DetectorWeightsError as exc:
+        pytest.skip(f"MTCNN weights not installed: {str(exc).splitlines()[0]}")
+    return wb
+
+
+@pytest.fixture(scope="module")
+def astro_face(face_wb, photo_files):
+    """The astronaut read, its face framed and inverted (3 steps): (job, outcome)."""
+    job = face_wb.read_photo(photo_files[0], "astro.png")
+    face_wb.detect_faces(job, "face")
+    return job, face_wb.invert_face(job, 0, steps=3)
+
+
+def _far_from(alignment, shape):
+    """Boolean [H, W]: photo pixels well outside the aligned square."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    st = (alignment.to_aligned(np.stack([xs.ravel(), ys.ravel()], 1)) + 0.5) / alignment.output_size
+    return ((st < -0.05) | (st > 1.05)).any(1).reshape(h, w)
+
+
+def test_photo_faces_are_framed_at_the_models_size(face_wb, astro_face):
+    job, _ = astro_face
+    assert job.photo.size == (400, 460) and len(job.faces) == 1
+    face = job.faces[0]
+    assert face.target.shape == (1, 3, 32, 32) and 0 <= float(face.target.min()) <= float(face.target.max()) <= 1
+    assert tuple(face.alignment.original_size) == (400, 460) and "FFHQ" in face.note
+    assert face.preview.shape == (256, 256, 3) and face.preview.dtype == np.uint8
+
+
+def test_photo_edit_pastes_into_the_full_photo(face_wb, astro_face):
+    from ganinv.web.photo import paste_face
+
+    job, out = astro_face
+    original = np.asarray(job.photo).astype(int)
+    zero = face_wb.edit_and_paste(job, 0, out.code, "pca", 0, 0.0)
+    assert zero.size == job.photo.size
+    reconstruction = paste_face(job, 0, face_wb.render_code(out.code))
+    assert np.abs(np.asarray(zero).astype(int) - np.asarray(reconstruction).astype(int)).max() <= 1
+    edited = np.asarray(face_wb.edit_and_paste(job, 0, out.code, "pca", 0, 4.0)).astype(int)
+    far = _far_from(job.faces[0].alignment, original.shape[:2])
+    assert far.mean() > 0.3 and np.array_equal(edited[far], original[far])  # only the face changes
+    assert np.abs(edited - np.asarray(zero).astype(int))[~far].max() > 0  # …and the edit shows there
+    path = face_wb.save_photo(zero)
+    assert path.suffix == ".png" and path.parent.parent == face_wb.work_dir
+    assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(zero))
+
+
+def test_photo_without_a_face_says_use_center(face_wb, photo_files):
+    job = face_wb.read_photo(photo_files[1], "coffee.png")
+    with pytest.raises(InputError, match="no face found in coffee.png.*'center' framing"):
+        face_wb.detect_faces(job, "face")
+    faces = face_wb.detect_faces(job, "center")
+    assert len(faces) == 1 and faces[0][0].shape == (1, 3, 32, 32)
+
+
+def test_photo_center_framing_with_a_bundled_digit_model(photo_files, tmp_path):
+    from ganinv import zoo
+
+    wb = Workbench(zoo.load(zoo.DEFAULT_MODEL), zoo.DEFAULT_MODEL, tmp_path / "work")
+    job = wb.read_photo(photo_files[1], "coffee.png")
+    faces = wb.detect_faces(job, "center")
+    assert len(faces) == 1 and faces[0][0].shape == (1, 1, 32, 32)
+    assert "centred 200×200 square of 300×200" in job.faces[0].note
+    out = wb.invert_face(job, 0, method="encoder")  # one forward pass (optimize loads its losses: slow here)
+    pasted = wb.edit_and_paste(job, 0, out.code, "pca", 0, 1.0)
+    assert pasted.size == (300, 200) and pasted.mode == "RGB"
+    with pytest.raises(InputError, match="choose a face"):
+        wb.invert_face(job, None)
+    with pytest.raises(InputError, match="invert a face first"):
+        wb.edit_and_paste(job, 0, None, "pca", 0, 1.0)
+    with pytest.raises(InputError, match="framing must be one of"):
+        wb.detect_faces(job, "eyes")
+
+
+def test_photo_upload_limits_apply(wb, tmp_path):
+    path = png_header_only(tmp_path / "bomb.png", 1000, 1000)
+    with pytest.raises(InputError, match="bomb.png is too large to decode safely"):
+        wb.read_photo(path, "bomb.png")
+    with pytest.raises(InputError, match="no image yet"):
+        wb.read_photo(None)

@@ -1,4 +1,4 @@
-"""The gradio page: Invert, Restore, Edit and Models tabs over one :class:`~ganinv.web.backend.Workbench`.
+"""The gradio page: Invert, Restore, Edit, Photo and Models tabs over one :class:`~ganinv.web.backend.Workbench`.
 
 Uploads arrive as files the web server wrote under its own temporary names; the page never turns a
 string a user typed into a path (examples are chosen by name from a fixed table). Long jobs (invert,
@@ -398,6 +398,117 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                          show_progress="hidden")
                 mix_from.change(do_mix, [code_a, code_b, mix_from], mixed, concurrency_id=LIGHT,
                                 trigger_mode="always_last", show_progress="hidden")
+
+            # ---------------------------------------------------------------- Photo
+            with gr.Tab("Photo", id="photo"):
+                photo_job, face_index, photo_code, pasted = gr.State(None), gr.State(None), gr.State(None), \
+                    gr.State(None)
+                rgb_square = wb.G.image_shape[0] == 3 and wb.G.image_shape[1] == wb.G.image_shape[2]
+                with gr.Row():
+                    with gr.Column():
+                        photo_upload = gr.File(label="Photo: upload an image (full size)", type="filepath",
+                                               elem_id="photo-upload")
+                        framing = gr.Radio([("face (detect, FFHQ-align)", "face"),
+                                            ("center (largest centred square)", "center")],
+                                           value="face" if rgb_square else "center", label="framing",
+                                           elem_id="photo-framing")
+                        find = gr.Button("Find faces", elem_id="photo-find")
+                        faces = gr.Gallery(label="framed faces (click one; the largest is chosen)", columns=4,
+                                           height="auto", allow_preview=False, elem_id="photo-faces")
+                        photo_notes = gr.Markdown(elem_id="photo-notes")
+                        pmethod = gr.Dropdown(wb.edit_methods, value="encoder" if wb.has_encoder else "optimize",
+                                              label="inversion method", elem_id="photo-method")
+                        psteps = gr.Slider(10, wb.limits.max_steps, value=200, step=10,
+                                           label="steps (optimize / hybrid)", elem_id="photo-steps")
+                        pinvert = gr.Button("Invert the chosen face", variant="primary", elem_id="photo-invert")
+                    with gr.Column():
+                        pfamily = gr.Radio([(FAMILY_LABELS[f], f) for f in wb.families],
+                                           value=wb.families[0] if wb.families else None,
+                                           label="direction", elem_id="photo-family")
+                        pcomponent = gr.Slider(0, 9, value=0, step=1, label="component (PCA/SeFa) or digit",
+                                               elem_id="photo-component")
+                        pstrength = gr.Slider(-6, 6, value=0, step=0.25, label="strength (σ of the codes along it)",
+                                              elem_id="photo-strength")
+                        color_match = gr.Checkbox(False, label="match the photo's colours around the face",
+                                                  elem_id="photo-color-match")
+                        photo_out = gr.Image(label="the photo with the edited face pasted back", type="pil",
+                                             format="png", interactive=False, elem_id="photo-output")
+                        psave = gr.Button("Save as PNG", elem_id="photo-save")
+                        photo_file = gr.File(label="edited photo (.png)", interactive=False,
+                                             elem_id="photo-download")
+                        photo_status = gr.Markdown(elem_id="photo-status")
+
+                def do_read_photo(path: str | None) -> tuple[Any, Any, Any, Any, Any, Any, str]:
+                    if path is None:
+                        return None, [], None, None, None, None, ""
+                    try:
+                        job = wb.read_photo(path, Path(path).name)
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+                    w, h = job.photo.size
+                    text = f"{job.name}: {w}×{h} px" + ("; " + "; ".join(job.notes) if job.notes else "")
+                    return job, [], None, None, None, None, text + "; press 'Find faces'"
+
+                def do_find(job: Any, framing: str) -> tuple[Any, Any, Any, Any, str]:
+                    from ganinv.web.photo import describe_faces
+
+                    try:
+                        wb.detect_faces(job, framing)
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+                    n = len(job.faces)
+                    return (job, describe_faces(job), 0, None,
+                            f"{n} framed ({'; '.join(f.note for f in job.faces[:3])}); face #1 is chosen")
+
+                def do_choose(evt: Any) -> tuple[int, Any, str]:
+                    return int(evt.index), None, f"face #{int(evt.index) + 1} chosen: invert it"
+
+                do_choose.__annotations__["evt"] = gr.SelectData  # gradio passes the click by this annotation
+
+                def do_photo_edit(job: Any, index: Any, code: Code | None, family: str, k: float, s: float,
+                                  match: bool) -> tuple[Any, Any]:
+                    if code is None or job is None:
+                        return None, None
+                    try:
+                        image = wb.edit_and_paste(job, index, code, family, int(k), float(s), color_match=bool(match))
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+                    return image, image
+
+                def do_invert_face(job: Any, index: Any, method: str, steps: float, family: str, k: float,
+                                   s: float, match: bool, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                    from ganinv.cli.latents import EDIT_PRIOR
+
+                    try:
+                        out = wb.invert_face(job, index, method=method, steps=int(steps), prior=EDIT_PRIOR,
+                                             progress=lambda f, msg: progress(f, desc=msg))
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+                    image, _ = do_photo_edit(job, index, out.code, family, k, s, match)
+                    psnr = out.metrics.get("PSNR (dB)")
+                    return (out.code, image, image, f"face #{int(index) + 1} inverted with {method} "
+                            f"({out.code.space}, PSNR {psnr} dB); move the strength slider to edit it")
+
+                def do_save(image: Any) -> str:
+                    try:
+                        return str(wb.save_photo(image))
+                    except Exception as exc:  # noqa: BLE001
+                        raise _user_error(exc) from None
+
+                photo_upload.upload(do_read_photo, photo_upload,
+                                    [photo_job, faces, face_index, photo_code, pasted, photo_out, photo_notes],
+                                    concurrency_id=LIGHT, concurrency_limit=4)
+                find.click(do_find, [photo_job, framing], [photo_job, faces, face_index, photo_code, photo_notes],
+                           concurrency_id=HEAVY)
+                faces.select(do_choose, None, [face_index, photo_code, photo_status], queue=False)
+                pinvert.click(do_invert_face, [photo_job, face_index, pmethod, psteps, pfamily, pcomponent,
+                                               pstrength, color_match],
+                              [photo_code, pasted, photo_out, photo_status], concurrency_id=HEAVY)
+                photo_edit_inputs = [photo_job, face_index, photo_code, pfamily, pcomponent, pstrength, color_match]
+                for widget in (pfamily, pcomponent, pstrength, color_match):
+                    widget.change(do_photo_edit, photo_edit_inputs, [pasted, photo_out], concurrency_id=LIGHT,
+                                  concurrency_limit=4, trigger_mode="always_last", show_progress="hidden")
+                psave.click(do_save, pasted, photo_file, concurrency_id=LIGHT)
 
             # ---------------------------------------------------------------- Models
             with gr.Tab("Models", id="models"):

@@ -147,6 +147,8 @@ class Workbench:
         self._directions_lock = threading.Lock()
         self._labelled: tuple[Tensor, Tensor] | None = None
         self._encoder_checked: bool | None = None
+        self._detector: Any = None
+        self._detector_lock = threading.Lock()
 
     # ----- what this generator offers ------------------------------------------------------------------
     @property
@@ -240,9 +242,20 @@ class Workbench:
     def read_image(self, path: str | Path | None, shown: str = "the upload") -> tuple[Tensor, list[str]]:
         """The uploaded file at ``path`` (written by the server) as a target ``[1, C, H, W]`` in [0, 1] at the
         model's size, plus notes on what was converted; ``shown`` names the file in messages."""
-        from PIL import Image
-
         from ganinv.io import load_target
+
+        path = self.check_upload(path, shown)
+        C, H, _ = self.G.image_shape
+        try:
+            image, notes = load_target(path, C, H)
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(path), shown)) from None
+        return image.unsqueeze(0), notes
+
+    def check_upload(self, path: str | Path | None, shown: str = "the upload") -> Path:
+        """The upload at ``path`` as a :class:`Path`, once its file size and the pixel count its header claims are
+        within :attr:`limits` (no pixel is decoded here); ``shown`` names the file in messages."""
+        from PIL import Image
 
         if path is None:
             raise InputError("no image yet: upload one or pick an example first")
@@ -266,12 +279,7 @@ class Workbench:
         if w * h > self.limits.max_pixels:
             raise InputError(f"{too_big.removesuffix('; downscale it first')}: it claims {w}×{h} pixels; "
                              "downscale it first")
-        C, H, _ = self.G.image_shape
-        try:
-            image, notes = load_target(path, C, H)
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(path), shown)) from None
-        return image.unsqueeze(0), notes
+        return path
 
     def _check_steps(self, steps: int) -> int:
         steps = int(steps)
@@ -559,6 +567,52 @@ class Workbench:
     def code_render(self, code: Code) -> np.ndarray:
         """The code's own rendering (strength 0) → display image."""
         return to_display(self._render(code.latent, code.space, code.noise))
+
+    def render_code(self, code: Code) -> Tensor:
+        """The code's rendering at the model's size: ``[1, C, H, W]`` in [0, 1] (CPU)."""
+        return self._render(code.latent, code.space, code.noise)
+
+    # ----- photos (the Photo tab; the work is in ganinv.web.photo) --------------------------------------
+    def face_detector(self) -> Any:
+        """The MTCNN face detector, loaded once (missing weights: one :class:`~ganinv.errors.GaninvError`)."""
+        with self._detector_lock:
+            if self._detector is None:
+                from ganinv.photo import get_detector
+
+                self._detector = get_detector("mtcnn")
+            return self._detector
+
+    def read_photo(self, path: str | Path | None, shown: str = "the upload") -> Any:
+        """:func:`ganinv.web.photo.read_photo`: the upload at full size as a ``PhotoJob``."""
+        from ganinv.web import photo
+
+        return photo.read_photo(self, path, shown)
+
+    def detect_faces(self, job: Any, framing: str = "face") -> list[tuple[Tensor, Any]]:
+        """:func:`ganinv.web.photo.detect_faces`: ``[(aligned face [1, C, N, N], Alignment)]``, largest first."""
+        from ganinv.web import photo
+
+        return photo.detect_faces(self, job, framing)
+
+    def invert_face(self, job: Any, index: int | None, **options: Any) -> InvertOutcome:
+        """:func:`ganinv.web.photo.invert_face`: face ``index`` of ``job`` through :meth:`invert`."""
+        from ganinv.web import photo
+
+        return photo.invert_face(self, job, index, **options)
+
+    def edit_and_paste(self, job: Any, index: int | None, code: Code | None, family: str, k: int, strength: float,
+                       first: int = 0, last: int | None = None, *, color_match: bool = False) -> Any:
+        """:func:`ganinv.web.photo.edit_and_paste`: the edited face pasted into the full photo (PIL RGB)."""
+        from ganinv.web import photo
+
+        return photo.edit_and_paste(self, job, index, code, family, k, strength, first, last,
+                                    color_match=color_match)
+
+    def save_photo(self, image: Any) -> Path:
+        """:func:`ganinv.web.photo.save_photo`: a PNG in a fresh job folder, for download."""
+        from ganinv.web import photo
+
+        return photo.save_photo(self, image)
 
 
 def _common_space(a: str, b: str) -> str:
