@@ -48,12 +48,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import Tensor, nn
 
 from ganinv.encoders import PyramidEncoder, generator_fingerprint
-from ganinv.errors import CheckpointError, InputError
+from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
 from ganinv.train.encoder_data import ImageBank, UserImages, discriminator_for, load_user_images
+from ganinv.train.resume import read_checkpoint, resumed_config
 
 #: Spaces an encoder can be asked to predict (``auto``: W+ when the generator has it, else z).
 ENCODER_SPACES = ("auto", "w+", "z")
@@ -244,21 +245,12 @@ class EncoderTrainer:
         self.notes: list[str] = []
         state = None
         if self.ckpt_path.exists():
-            try:
-                state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-                raise CheckpointError(f"cannot resume from {self.ckpt_path}: {exc}. "
-                                      "Delete it to start afresh.") from None
+            state = read_checkpoint(self.ckpt_path)
             saved = EncoderTrainConfig(**state["config"])
             if not _same_model(saved.model, config.model):
                 raise InputError(f"{self.out} holds an encoder run for {saved.model!r}, not {config.model!r}; "
                                  "use another --out folder")
-            saved.iterations = config.iterations
-            if config.time_budget is not None:
-                saved.time_budget = config.time_budget
-            if config.data:
-                saved.data = list(config.data)
-            config = saved
+            config = resumed_config(saved, config)
         self.cfg = config
         if not 0 <= config.real_fraction <= 1:
             raise InputError(f"real_fraction must be in [0, 1], got {config.real_fraction}")

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ganinv.data import mnist
-from ganinv.errors import CheckpointError, InputError
+from ganinv.errors import InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
+from ganinv.train.resume import read_checkpoint
 from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
@@ -272,10 +273,7 @@ class GanTrainer:
 
     # ----- checkpoints -------------------------------------------------------------
     def _read_checkpoint(self) -> dict:
-        try:
-            return torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable file
-            raise CheckpointError(f"cannot resume from {self.ckpt_path}: {exc}. Delete it to start afresh.") from None
+        return read_checkpoint(self.ckpt_path)
 
     def _restore(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])

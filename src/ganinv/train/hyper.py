@@ -33,11 +33,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import Tensor, nn
 
 from ganinv.encoders.hyper import HyperNetwork, build_hyper, compute_pivot, run_hyper_passes, save_hyper
-from ganinv.errors import CheckpointError, InputError
+from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries
 from ganinv.train.encoder_data import ImageBank, UserImages, load_user_images
+from ganinv.train.resume import read_checkpoint, resumed_config
 
 
 @dataclass
@@ -111,21 +112,14 @@ class HyperTrainer:
         self.notes: list[str] = []
         state = None
         if self.ckpt_path.exists():
-            try:
-                state = torch.load(self.ckpt_path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-                raise CheckpointError(f"cannot resume from {self.ckpt_path}: {exc}. Delete it to start afresh.") \
-                    from None
+            state = read_checkpoint(self.ckpt_path)
             if state.get("kind") != "hyper":
                 raise InputError(f"{self.out} holds another kind of run; use another --out folder")
             saved = HyperTrainConfig(**state["config"])
             if saved.model != config.model:
                 raise InputError(f"{self.out} holds a hypernetwork run for {saved.model!r}, not {config.model!r}; "
                                  "use another --out folder")
-            saved.iterations = config.iterations
-            if config.time_budget is not None:
-                saved.time_budget = config.time_budget
-            config = saved
+            config = resumed_config(saved, config)
         self.cfg = config
         if config.passes < 1 or config.pivot_passes < 1:
             raise InputError(f"passes and pivot passes must be ≥ 1, got {config.passes} and {config.pivot_passes}")
