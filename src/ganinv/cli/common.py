@@ -188,11 +188,11 @@ def resolve_device(name: str) -> "torch.device":
 
 
 def check_encoder_options(method: str, options: dict[str, object]) -> None:
-    """Refuse optimisation options (``options``: the given ones, by engine field name) with ``--method encoder``,
-    which runs none; the message names them as flags."""
-    if method == "encoder" and options:
+    """Refuse optimisation options (``options``: the given ones, by engine field name) with ``--method encoder``
+    or ``hyper``, which run none; the message names them as flags."""
+    if method in ("encoder", "hyper") and options:
         flags = ", ".join("--" + k.replace("_", "-") for k in options)
-        raise InputError(f"--method encoder runs no optimisation; drop {flags}")
+        raise InputError(f"--method {method} runs no optimisation; drop {flags}")
 
 
 def check_optimizer_options(optimizer: str | None, method: str, *, lr: float | None = None,

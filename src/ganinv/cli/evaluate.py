@@ -103,14 +103,24 @@ def evaluate(
                                                       "(default RECON_DIR/eval.json).")] = None,
     no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
                                                 "classifier).")] = False,
+    id_weights: Annotated[Path | None, typer.Option(
+        "--id-weights", help="ArcFace IR-SE-50 state dict (model_ir_se50.pth, as pSp uses; or CurricularFace's): adds "
+        "identity similarity (ID, cosine of face embeddings on pSp's 112 px crop of 256 px aligned faces) for RGB "
+        "pairs; default $GANINV_ARCFACE, then ganinv's weights cache.")] = None,
 ) -> None:
-    """Score reconstructions against real images: PSNR, SSIM, MS-SSIM, LPIPS (when available), class kept."""
+    """Score reconstructions against real images: PSNR, SSIM, MS-SSIM, LPIPS (when available), ID (with ArcFace
+    weights), class kept."""
     import numpy as np
     import torch
 
     from ganinv import metrics
+    from ganinv.losses import identity as id_net
     from ganinv.losses.perceptual import lpips_available
 
+    id_net.set_weights_path(id_weights)
+    use_id = id_weights is not None or id_net.weights_available()
+    if use_id:
+        id_net.cached_backbone()  # a missing, corrupt or foreign file: one sentence, before any image is read
     real_files = _list_images(real_dir, "real")
     recon_files = _list_images(recon_dir, "reconstruction")
     stems = [s for s in recon_files if s in real_files]
@@ -166,28 +176,31 @@ def evaluate(
             real = torch.from_numpy(np.stack([arrays[s][0] for s in chunk]))
             recon = torch.from_numpy(np.stack([arrays[s][1] for s in chunk]))
             use_cls = classifier if shape == (1, 32, 32) else None
-            values = metrics.compute_all(real, recon, classifier=use_cls, lpips_net=lpips_net)
+            values = metrics.compute_all(real, recon, classifier=use_cls, lpips_net=lpips_net, identity=use_id)
             for i, stem in enumerate(chunk):
                 row: dict[str, Any] = {"real": str(real_files[stem]), "reconstruction": str(recon_files[stem]),
                                        "channels": shape[0], "height": shape[1], "width": shape[2]}
-                for key in ("psnr", "ssim", "ms_ssim", "lpips"):
+                for key in ("psnr", "ssim", "ms_ssim", "lpips", "id"):
                     row[key] = round(float(values[key][i]), 6) if key in values else None
                 row["class_kept"] = bool(values["class_kept"][i]) if "class_kept" in values else None
                 rows[stem] = row
     if any(row["ms_ssim"] is None for row in rows.values()):
         notes.append("ms-ssim left out for images under 13 px")
+    if use_id and any(row["id"] is None for row in rows.values()):
+        notes.append("identity similarity left out for greyscale pairs (the face network takes RGB)")
 
     def mean(key: str) -> float | None:
         vals = [float(row[key]) for row in rows.values() if row[key] is not None]
         return sum(vals) / len(vals) if vals else None
 
-    means = {key: mean(key) for key in ("psnr", "ssim", "ms_ssim", "lpips", "class_kept")}
+    means = {key: mean(key) for key in ("psnr", "ssim", "ms_ssim", "lpips", "id", "class_kept")}
 
     show_lpips = any(row["lpips"] is not None for row in rows.values())
     show_cls = any(row["class_kept"] is not None for row in rows.values())
+    show_id = any(row["id"] is not None for row in rows.values())
     table = Table(title=f"{len(rows)} pairs: {recon_dir} vs {real_dir}")
     table.add_column("image")
-    for header in ("psnr (dB)", "ssim", "ms-ssim", *(["lpips"] if show_lpips else []),
+    for header in ("psnr (dB)", "ssim", "ms-ssim", *(["lpips"] if show_lpips else []), *(["ID"] if show_id else []),
                    *(["class kept"] if show_cls else [])):
         table.add_column(header, justify="right")
     for stem in stems:
@@ -195,12 +208,16 @@ def evaluate(
         cells = [stem, _fmt(row["psnr"], 2), _fmt(row["ssim"], 4), _fmt(row["ms_ssim"], 4)]
         if show_lpips:
             cells.append(_fmt(row["lpips"], 4))
+        if show_id:
+            cells.append(_fmt(row["id"], 4))
         if show_cls:
             cells.append("—" if row["class_kept"] is None else ("yes" if row["class_kept"] else "no"))
         table.add_row(*cells)
     mean_cells = ["mean", _fmt(means["psnr"], 2), _fmt(means["ssim"], 4), _fmt(means["ms_ssim"], 4)]
     if show_lpips:
         mean_cells.append(_fmt(means["lpips"], 4))
+    if show_id:
+        mean_cells.append(_fmt(means["id"], 4))
     if show_cls:
         mean_cells.append(_fmt(None if means["class_kept"] is None else 100 * means["class_kept"], 1) + "%")
     table.add_section()

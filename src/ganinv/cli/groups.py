@@ -44,6 +44,11 @@ DeviceOpt = Annotated[str, typer.Option(
     rich_help_panel="Compute", help="cpu, cuda, cuda:N or auto (the first usable GPU, else cpu).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     rich_help_panel="Compute", help="torch CPU threads (default: torch's).")]
+ClassOpt = Annotated[Optional[int], typer.Option(
+    "--class", rich_help_panel="Model",
+    help="Class label K (0…c_dim−1) of a class-conditional generator (NVIDIA's conditional stylegan2-ada / "
+    "stylegan3 pickles): sample and invert that class. Without it, `sample` refuses a conditional model, `invert` "
+    "infers each image's class, and `edit`/`interpolate`/`mix` use the class recorded in the .npz.")]
 
 
 class OptionGroup:
@@ -55,7 +60,8 @@ class OptionGroup:
 @dataclasses.dataclass(frozen=True)
 class ModelChoice(OptionGroup):
     """Which generator a command uses: a bundled name or checkpoint (``--model``), or a user's own module
-    (``--generator`` with ``--weights --latent-dim --image-shape --output-range``)."""
+    (``--generator`` with ``--weights --latent-dim --image-shape --output-range``), and for a class-conditional
+    model the class (``--class``)."""
 
     model: ModelOpt = None
     generator: GeneratorOpt = None
@@ -63,11 +69,25 @@ class ModelChoice(OptionGroup):
     latent_dim: LatentDimOpt = None
     image_shape: ImageShapeOpt = None
     output_range: OutputRangeOpt = None
+    class_label: ClassOpt = None
 
-    def load(self) -> tuple[Generator, str]:
-        """The frozen generator and its display name (:func:`ganinv.cli.common.resolve_generator`)."""
-        return resolve_generator(self.model, self.generator, self.weights, self.latent_dim, self.image_shape,
-                                 self.output_range)
+    def load(self, need_class: bool = False) -> tuple[Generator, str]:
+        """The frozen generator and its display name (:func:`ganinv.cli.common.resolve_generator`).
+
+        With ``--class K`` the generator is the conditional model with class K bound
+        (:func:`ganinv.generators.conditional.with_class`: z maps with that class, the mean w is the class's);
+        without it a conditional model is returned as it is (W / W+ codes render without a class), unless
+        ``need_class``. Raises :class:`InputError` (one sentence, with the class count): ``--class`` for an
+        unconditional model, a label out of range, or no ``--class`` for a conditional one when ``need_class``."""
+        from ganinv.generators.conditional import check_class_option, with_class
+
+        G, name = resolve_generator(self.model, self.generator, self.weights, self.latent_dim, self.image_shape,
+                                    self.output_range)
+        label = check_class_option(G, self.class_label, required=need_class)
+        if label is not None:
+            G = with_class(G, label)
+            G.eval().requires_grad_(False)
+        return G, name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,12 +153,18 @@ class Framing(OptionGroup):
 
     def paste_settings(self, resolution: int) -> PasteSettings | None:
         """What pasting back needs (the mask read at ``resolution``), or None without ``--paste-back``."""
-        if not self.paste_back:
-            return None
-        from ganinv.cli.invert import PasteSettings, load_paste_mask
+        return paste_settings(self, resolution)
 
-        return PasteSettings(load_paste_mask(self.paste_mask, resolution), self.color_match,
-                             str(self.paste_mask) if self.paste_mask else None)
+
+def paste_settings(framing: Any, resolution: int) -> PasteSettings | None:
+    """``--paste-back --paste-mask --color-match`` of a framing group (photos or video frames) → what pasting back
+    needs, the mask read at ``resolution``; None without ``--paste-back``."""
+    if not framing.paste_back:
+        return None
+    from ganinv.cli.invert import PasteSettings, load_paste_mask
+
+    return PasteSettings(load_paste_mask(framing.paste_mask, resolution), framing.color_match,
+                         str(framing.paste_mask) if framing.paste_mask else None)
 
 
 SpaceOpt = Annotated[Optional[str], typer.Option(
@@ -148,8 +174,9 @@ EngineStepsOpt = Annotated[Optional[int], typer.Option(
     rich_help_panel=ENGINE_PANEL, help="Optimisation steps (default: the engine's).")]
 LossOpt = Annotated[Optional[str], typer.Option(
     rich_help_panel=ENGINE_PANEL,
-    help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, lpips, lpips_alex, dfeat; lpips fetches its "
-    "backbone once, unless GANINV_OFFLINE=1).")]
+    help="Loss spec, e.g. mse=1,ssim=0.5 (mse, l1, ssim, ms_ssim, lpips, lpips_alex, dfeat, id; lpips fetches its "
+    "backbone once, unless GANINV_OFFLINE=1; id, pSp's face identity loss, needs ArcFace weights: GANINV_ARCFACE=PATH "
+    "or invert's --id-weights).")]
 RestartsOpt = Annotated[Optional[int], typer.Option(
     rich_help_panel=ENGINE_PANEL, help="Optimisations per image; the best is kept.")]
 InitOpt = Annotated[Optional[str], typer.Option(
@@ -264,5 +291,5 @@ def expand_groups(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-__all__ = ["ALIGN_MODES", "AlignOpt", "ColorMatchOpt", "DeviceOpt", "Engine", "Framing", "ModelChoice", "OptionGroup",
+__all__ = ["ALIGN_MODES", "AlignOpt", "ClassOpt", "ColorMatchOpt", "DeviceOpt", "Engine", "Framing", "ModelChoice", "OptionGroup",
            "PasteBackOpt", "PasteMaskOpt", "Runtime", "ThreadsOpt", "apply_threads", "expand_groups"]

@@ -421,6 +421,10 @@ def check_loss(loss: str | None) -> list[str]:
             net = "alex" if name == "lpips_alex" else "vgg"
             if not lpips_available(net, download=True):  # fetched on first use unless GANINV_OFFLINE=1
                 raise MissingWeightsError(missing_weights_message(net))
+        elif name == "id":  # the user-given ArcFace file: --id-weights, $GANINV_ARCFACE or the weights cache
+            from ganinv.losses.identity import find_weights
+
+            find_weights()
     return names
 
 
@@ -455,7 +459,7 @@ def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str |
 
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
-    if method == "encoder":
+    if method in ("encoder", "hyper"):
         return _Plan(steps=0, extra_steps=0, restarts=1, chunks=1)
     if method == "multicode":
         from ganinv.inverters.multicode import MultiCodeSettings
@@ -570,10 +574,11 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         classifier: score class preservation with the bundled digit classifier (1-channel 32×32 generators only).
         failures: inputs that could not be read (recorded in ``summary.json``).
         title: table title.
-        method: ``optimize``, ``encoder``, ``hybrid`` or ``pti``.
+        method: ``optimize``, ``encoder``, ``hybrid``, ``pti``, ``multicode`` or ``hyper``.
         method_options: the method's own settings (e.g. ``passes``, ``domain``, ``rank``); ``options`` go to its
             optimisation phase (hybrid) or pivot (pti).
-        encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one).
+        encoder: encoder module / folder / bundled name for ``encoder`` and ``hybrid`` (None: the bundled one);
+            for ``hyper``, the hypernetwork (module / folder / bundled name; None: the bundled one).
         latent_format: also write the codes in another tool's format (:data:`ganinv.latentfiles.LATENT_FORMATS`:
             ``e4e``, ``restyle``, ``rosinality``, ``pti``); ``ganinv`` / ``nvidia`` write only the ``.npz``.
         paste: write ``<group>.pasted.png`` per photo, its targets' reconstructions pasted back (targets framed by
@@ -676,6 +681,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             result = invert(G, y, preset=preset, discriminator=discriminator, callback=callback, **options)
         elif method == "encoder":
             result = invert(G, y, method=method, **extra, **method_options)
+        elif method == "hyper":  # --encoder names the hypernetwork; its recorded pivot encoder makes the codes
+            result = invert(G, y, method=method, hyper=encoder, **method_options)
         elif method == "multicode":
             result = invert(G, y, method=method, callback=callback, **method_options, **options)
         elif method == "pti":  # the optimisation options make the pivot; --pti-steps/--rank the tuning
@@ -687,6 +694,9 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     finally:
         if started:
             progress.stop()
+    from ganinv.cli.classes import record_classes
+
+    record_classes(G, result, [t.stem for t in targets], console)  # class-conditional models: the class, recorded
 
     image = result.image.detach().cpu()
     m = {k: v.detach().cpu() for k, v in result.metrics.items()}
@@ -700,6 +710,10 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     psnr = m["psnr"] if "psnr" in m else M.psnr(image, y)
     ssim = m["ssim"] if "ssim" in m else M.ssim(image, y)
     lpips = M.lpips(image, y, net="alex")
+    from ganinv.losses.identity import weights_available
+
+    identity = (M.identity_similarity(image.to(G.device), y.to(G.device)).cpu()  # "ID": only with ArcFace weights
+                if image.shape[1] == 3 and weights_available() else None)
     class_kept = None
     if classifier and tuple(G.image_shape) == (1, 32, 32):
         from ganinv import zoo
@@ -764,6 +778,7 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
             "loss": _num(m["loss"][i]) if "loss" in m else None,
             "psnr": _num(psnr[i], 4), "ssim": _num(ssim[i]),
             "lpips": _num(lpips[i]) if lpips is not None else None,
+            **({"id": _num(identity[i])} if identity is not None else {}),
             "class_kept": bool(class_kept[i]) if class_kept is not None else None,
             "seconds": _num(seconds, 4), "notes": t.notes,
             **({"diverged": bool(m["diverged"][i])} if "diverged" in m else {}),
@@ -775,10 +790,13 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
         vals = [float(r[key]) for r in records if r[key] is not None]
         return sum(vals) / len(vals) if vals else None
 
-    means = {key: mean(key) for key in ("psnr", "ssim", "lpips", "class_kept", "steps", "loss")}
+    means = {key: mean(key) for key in ("psnr", "ssim", "lpips", *(["id"] if identity is not None else []),
+                                        "class_kept", "steps", "loss")}
     summary = {
         "model": model_name, "method": result.method, "space": result.space, "num_images": B,
-        "device": str(G.device), "preset": preset, "options": {**options, **method_options},
+        "device": str(G.device), "preset": preset,
+        "options": {**{k: "tensor" if isinstance(v, torch.Tensor) else v for k, v in options.items()},
+                    **method_options},
         "settings": result.settings,
         "seconds": _num(result.seconds, 3), "mean": {k: _num(v) for k, v in means.items()},
         "records": records, "failures": failures, "files": files, "latent_format": latent_format,
@@ -794,13 +812,15 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     table = Table(title=title or f"{model_name} · {result.method} in {result.space} · {B} {noun} "
                                  f"({result.seconds:.1f} s)")
     table.add_column("image", overflow="fold")
-    for header in ("psnr (dB)", "ssim", *(["lpips"] if show_lpips else []), *(["class kept"] if show_cls else []),
-                   "steps"):
+    for header in ("psnr (dB)", "ssim", *(["lpips"] if show_lpips else []), *(["ID"] if identity is not None else []),
+                   *(["class kept"] if show_cls else []), "steps"):
         table.add_column(header, justify="right")
     for r in records:
         cells = [r["stem"], _fmt(r["psnr"], 2), _fmt(r["ssim"], 4)]
         if show_lpips:
             cells.append(_fmt(r["lpips"], 4))
+        if identity is not None:
+            cells.append(_fmt(r["id"], 4))
         if show_cls:
             cells.append("yes" if r["class_kept"] else "no")
         cells.append(str(r["steps"]) if r["steps"] is not None else "—")
@@ -809,6 +829,8 @@ def run_inversion(G: Generator, model_name: str, targets: list[Target], out_dir:
     mean_cells = ["mean", _fmt(means["psnr"], 2), _fmt(means["ssim"], 4)]
     if show_lpips:
         mean_cells.append(_fmt(means["lpips"], 4))
+    if identity is not None:
+        mean_cells.append(_fmt(means["id"], 4))
     if show_cls:
         mean_cells.append(_fmt(None if means["class_kept"] is None else 100 * means["class_kept"], 1) + "%")
     mean_cells.append(_fmt(means["steps"], 1))
@@ -852,14 +874,18 @@ def invert(
                                           "it are left alone).", show_default=False)],
     method: Annotated[str, typer.Option(help="optimize, encoder (one pass + --passes refinement), hybrid "
                                         "(encoder start, then optimisation), pti (pivot + generator tuning, "
-                                        "saved as weight deltas) or multicode (N codes blended at a layer, "
-                                        "mGANprior).")] = "optimize",
+                                        "saved as weight deltas), multicode (N codes blended at a layer, "
+                                        "mGANprior) or hyper (StyleGAN2: encoder pivot + per-image weight "
+                                        "offsets from a hypernetwork, saved as PTI-style deltas).")] = "optimize",
     codes: Annotated[Optional[int], typer.Option(help="multicode: number of codes (10).")] = None,
     layer: Annotated[Optional[int], typer.Option(help="multicode: composition layer, 1-based (default 2 = 8×8).")
                      ] = None,
     encoder: Annotated[Optional[str], typer.Option(help="Encoder folder or bundled name for --method encoder/"
-                                                   "hybrid (default: the bundled one for the model).")] = None,
-    passes: Annotated[Optional[int], typer.Option(help="Encoder passes (ReStyle refinement; encoder/hybrid).")
+                                                   "hybrid (default: the bundled one for the model); for "
+                                                   "--method hyper, the hypernetwork folder (`ganinv "
+                                                   "train-encoder --arch hyper --export`).")] = None,
+    passes: Annotated[Optional[int], typer.Option(help="Encoder passes (ReStyle refinement; encoder/hybrid), or "
+                                                  "hypernetwork passes (hyper; default: as trained).")
                       ] = None,
     domain: Annotated[Optional[float], typer.Option(help="Hybrid: weight of IDInvert's domain regulariser.")
                       ] = None,
@@ -877,6 +903,10 @@ def invert(
     video: Annotated[Optional[Path], typer.Option(help="Also write the optimisation as a .gif (or .mp4).")] = None,
     no_classifier: Annotated[bool, typer.Option("--no-classifier", help="Skip class preservation (bundled digit "
                                                 "classifier).")] = False,
+    id_weights: Annotated[Optional[Path], typer.Option(
+        "--id-weights", help="ArcFace IR-SE-50 state dict (model_ir_se50.pth, as pSp uses; or CurricularFace's) for "
+        "the 'id' loss term and the ID column (identity similarity of RGB faces); default $GANINV_ARCFACE, then "
+        "ganinv's weights cache.")] = None,
     pose: Annotated[bool, typer.Option("--pose", help="StyleGAN3: also optimise each image's input translation and "
                                        "rotation (for unaligned images); the .npz records the pose, and `ganinv edit` "
                                        "renders the code with it.")] = False,
@@ -909,6 +939,11 @@ def invert(
         raise InputError(f"--patience must be ≥ 1, got {patience}")
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
+    from ganinv.losses import identity as id_net
+
+    id_net.set_weights_path(id_weights)
+    if id_weights is not None or id_net.weights_available():
+        id_net.cached_backbone()  # a missing, corrupt or foreign ArcFace file: one sentence, before anything runs
     loss_terms = check_loss(engine.loss)
     engine.apply_memory()
     dev = runtime.setup()
@@ -918,12 +953,12 @@ def invert(
     options = {k: v for k, v in given.items() if v is not None}
     method_given = {"encoder": {"passes": passes}, "hybrid": {"passes": passes, "domain": domain},
                     "pti": {"steps": pti_steps, "rank": rank},
-                    "multicode": {"codes": codes, "layer": layer}}.get(method, {})
+                    "multicode": {"codes": codes, "layer": layer}, "hyper": {"passes": passes}}.get(method, {})
     method_options = {k: v for k, v in method_given.items() if v is not None}
-    wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid")),
+    wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid", "hyper")),
                                           ("--domain", domain, ("hybrid",)),
                                           ("--pti-steps", pti_steps, ("pti",)), ("--rank", rank, ("pti",)),
-                                          ("--encoder", encoder, ("encoder", "hybrid")),
+                                          ("--encoder", encoder, ("encoder", "hybrid", "hyper")),
                                           ("--codes", codes, ("multicode",)), ("--layer", layer, ("multicode",)))
              if value is not None and method not in ok]
     if wrong:
@@ -945,7 +980,10 @@ def invert(
     G = G.to(dev)
     if discriminator is not None:
         discriminator = discriminator.to(dev)
-    plan_for(G, 1, options, preset, method)  # unknown preset/method, missing space/noise maps: fail early
+    from ganinv.cli.classes import planning_view
+
+    # unknown preset/method, missing space/noise maps: fail early (a conditional model without --class: as inferred)
+    plan_for(planning_view(G), 1, options, preset, method)
     if pose:
         from ganinv.inverters.pose import PosedGenerator
 
@@ -955,6 +993,10 @@ def invert(
         from ganinv.encoders import resolve_encoder
 
         enc = resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
+    elif method == "hyper":
+        from ganinv.encoders.hyper import resolve_hyper
+
+        enc = resolve_hyper(encoder, G)  # refuses a non-StyleGAN2 model, a pyramid encoder, another generator's
 
     paths, problems = collect_images(inputs)
     failures = [{"input": str(p), "error": why} for p, why in problems]
@@ -966,6 +1008,10 @@ def invert(
         could = "could be read" if framing.align == "none" else "could be read and framed"
         raise InputError(f"none of the {len(paths)} input file(s) {could}: "
                          + "; ".join(f["error"] for f in failures[:3]) + (" …" if len(failures) > 3 else ""))
+    from ganinv.cli.classes import prepare_inference
+
+    # a class-conditional model without --class: each image's class is inferred (and recorded)
+    G = prepare_inference(G, [t.image for t in targets], options, method)
     run_inversion(G, name, targets, out_dir, options=options, preset=preset, discriminator=discriminator,
                   video=video, classifier=not no_classifier, failures=failures, method=method,
                   method_options=method_options, encoder=enc, latent_format=latent_format, paste=paste, pose=pose)

@@ -162,7 +162,10 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             if not allow_pti:
                 raise InputError(f"{path} comes with PTI generator deltas ({deltas.name}): a code of a per-image "
                                  "tuned generator cannot be combined with other codes")
-            tuned = apply_deltas(G, load_deltas(deltas, G)).to(G.device)
+            from ganinv.generators.conditional import unwrap
+
+            base_g = unwrap(G)  # W codes: a class-conditional model's deltas belong to the model, not to a class
+            tuned = apply_deltas(base_g, load_deltas(deltas, base_g)).to(G.device)
             console.print(f"{escape(path.name)}: rendered with its PTI generator deltas ({escape(deltas.name)})")
         tuned = _with_pose(path, fc.label == path.name, tuned or G, allow_pti) or tuned
         source = f"{path}{fc.label[len(path.name):]}" if fc.label.startswith(f"{path.name}[") else str(path)
@@ -198,7 +201,10 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
         if r.deltas is not None:
             from ganinv.inverters.pti import apply_deltas
 
-            tuned_gs = [apply_deltas(G, d).to(G.device) for d in r.deltas]
+            from ganinv.generators.conditional import unwrap
+
+            tuned_base = unwrap(G) if r.space != "z" else G  # a W pivot: deltas of the conditional model itself
+            tuned_gs = [apply_deltas(tuned_base, d).to(G.device) for d in r.deltas]
         for j, t in enumerate(targets):
             i = image_idx[t.index]
             noise = [n[j:j + 1].to(G.device) for n in r.noise] if r.noise is not None else None

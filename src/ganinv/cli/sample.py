@@ -19,10 +19,12 @@ def sample(
     scale: Annotated[int, typer.Option(min=1, max=16, help="Nearest-neighbour enlargement of the grid.")] = 4,
     model: ModelChoice = ModelChoice(),
 ) -> None:
-    """Sample N images from a model and save them as one grid."""
+    """Sample N images from a model and save them as one grid (a class-conditional model: of class --class K,
+    which it needs; truncation then pulls towards that class's mean w)."""
     from ganinv.io import save_grid
 
-    G, name = model.load()
+    G, name = model.load(need_class=True)
     images = G.sample(n, seed=seed, truncation=truncation)
     save_grid(images, out, scale=scale)
-    console.print(f"wrote {n} samples of [bold]{name}[/] (seed {seed}) to {out}")
+    of_class = f", class {model.class_label}" if model.class_label is not None else ""
+    console.print(f"wrote {n} samples of [bold]{name}[/] (seed {seed}{of_class}) to {out}")

@@ -171,19 +171,45 @@ def train_encoder(
                                                       "of the same architecture.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="When done, write the best validated encoder here "
                                                    "(e.g. src/ganinv/zoo/mnist-stylegan2-encoder).")] = None,
+    arch: Annotated[str, typer.Option(help="pyramid (a pSp/e4e/ReStyle encoder: images → codes) or hyper (a "
+                                      "HyperStyle hypernetwork: per-image offsets to the generator's convolution "
+                                      "weights, from a pivot encoder's codes; StyleGAN2).")] = "pyramid",
+    layers: Annotated[Optional[str], typer.Option(help="hyper: convolutions to modulate: auto (the non-toRGB "
+                                                  "ones from 16 px up), all, R+ (from R px up) or names "
+                                                  "(conv1,convs.2,...).")] = None,
+    pivot_encoder: Annotated[Optional[str], typer.Option(help="hyper: the encoder giving the pivot codes (a "
+                                                         "folder or bundled name; default: the bundled one for the "
+                                                         "model), or 'mean' for the mean latent.")] = None,
+    pivot_passes: Annotated[Optional[int], typer.Option(min=1, help="hyper: the pivot encoder's passes "
+                                                        "(default 5).")] = None,
+    rank: Annotated[Optional[int], typer.Option(min=1, help="hyper: rank of each predicted offset (default 8).")
+                    ] = None,
     model: ModelChoice = ModelChoice(),
     runtime: Runtime = Runtime(device="cpu"),
 ) -> None:
     """Train a pSp/e4e/ReStyle-style encoder for any generator (bundled name, ganinv folder, rosinality .pt,
-    NVIDIA .pkl or --generator file.py:NAME), on generated pairs plus your --data images, resumably.
+    NVIDIA .pkl or --generator file.py:NAME), on generated pairs plus your --data images, resumably; or, with
+    --arch hyper, a HyperStyle-style hypernetwork on top of an encoder.
 
-    Use the export with `ganinv invert --method encoder --encoder EXPORT --model <the same generator>`.
+    Use the export with `ganinv invert --method encoder --encoder EXPORT --model <the same generator>` (a
+    hypernetwork: `--method hyper --encoder EXPORT`).
     Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-encoder ...`` (gloo on CPU, NCCL on CUDA)."""
     from ganinv.errors import UnknownModelError
     from ganinv.train import distributed as ddp
     from ganinv.train.encoder import EncoderTrainConfig, EncoderTrainer, format_metrics
     from ganinv.train.encoder_data import generator_source
 
+    if arch not in ("pyramid", "hyper"):
+        raise InputError(f"--arch must be pyramid or hyper, got {arch!r}")
+    hyper_only = [flag for flag, value in (("--layers", layers), ("--pivot-encoder", pivot_encoder),
+                                           ("--pivot-passes", pivot_passes), ("--rank", rank)) if value is not None]
+    if arch == "pyramid" and hyper_only:
+        raise InputError(f"{', '.join(hyper_only)} apply to --arch hyper only")
+    if arch == "hyper" and (space != "auto" or amp or init_from is not None):
+        raise InputError("--space, --amp and --init-from apply to --arch pyramid only")
+    if model.class_label is not None:  # the trainer reloads the model from its spec, which holds no class
+        raise InputError("--class does not apply to train-encoder: encoders are trained for the whole model "
+                         "(for a class-conditional one, invert with --class K afterwards)")
     dev = runtime.setup()
     try:
         G, name = model.load()
@@ -195,6 +221,34 @@ def train_encoder(
     source = generator_source(model.model, model.generator, model.weights, model.latent_dim, model.image_shape,
                               model.output_range)
     spec = model.generator or model.model or name
+    if arch == "hyper":
+        from ganinv.train.hyper import HyperTrainConfig, HyperTrainer
+
+        hcfg = HyperTrainConfig(model=spec, pivot_encoder=pivot_encoder, layers=layers or "auto",
+                                iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
+                                real_fraction=real_fraction, real_loss=real_loss, input_size=input_size,
+                                val_every=val_every, val_images=val_images, val_fraction=val_fraction,
+                                data=list(data or []), source=source, seed=seed,
+                                time_budget=time_budget * 60 if time_budget else None,
+                                **{k: v for k, v in (("pivot_passes", pivot_passes), ("rank", rank), ("width", width),
+                                                     ("max_width", max_width)) if v is not None})
+        trainer_h = HyperTrainer(out, hcfg, device=dev, generator=G)
+        for note in trainer_h.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        console.print(f"hypernetwork: {len(trainer_h.net.layer_names)} layers ({', '.join(trainer_h.net.layer_names)}),"
+                      f" rank {trainer_h.net.rank}, pivot {trainer_h.pivot_spec} ({trainer_h.cfg.pivot_passes} passes)")
+        if trainer_h.iteration:
+            console.print(f"resuming {out} at iteration {trainer_h.iteration}")
+        trainer_h.train()
+        if export:
+            meta = trainer_h.export(export)
+            best = meta.get("selected") or {}
+            console.print(f"exported {export} (iteration {best.get('iteration', '?')}: pivot "
+                          f"{best.get('val_pivot_psnr', float('nan')):.2f} dB → "
+                          f"{best.get(f'val_psnr_{trainer_h.cfg.passes}', float('nan')):.2f} dB)")
+            console.print(f"invert with: ganinv invert IMAGES --method hyper --encoder {export} "
+                          f"{source['invert_args']}")
+        return
     cfg = EncoderTrainConfig(model=spec, iterations=iterations, batch_size=batch_size, lr=lr, passes=passes,
                              real_fraction=real_fraction, real_loss=real_loss, w_classifier=w_classifier,
                              w_delta=w_delta, width=width, max_width=max_width, w_latent=w_latent,

@@ -25,7 +25,8 @@ import typer
 from rich.markup import escape
 
 from ganinv.cli.common import console
-from ganinv.cli.groups import ColorMatchOpt, Engine, ModelChoice, OptionGroup, PasteBackOpt, PasteMaskOpt, Runtime
+from ganinv.cli.groups import (ColorMatchOpt, Engine, ModelChoice, OptionGroup, PasteBackOpt, PasteMaskOpt, Runtime,
+                               paste_settings)
 from ganinv.errors import InputError
 
 if TYPE_CHECKING:
@@ -114,12 +115,8 @@ class VideoFraming(OptionGroup):
                              "face (faces) or --align center (largest centred square)")
 
     def paste_settings(self, resolution: int) -> PasteSettings | None:
-        if not self.paste_back:
-            return None
-        from ganinv.cli.invert import PasteSettings, load_paste_mask
-
-        return PasteSettings(load_paste_mask(self.paste_mask, resolution), self.color_match,
-                             str(self.paste_mask) if self.paste_mask else None)
+        """What pasting back needs (the mask read at ``resolution``), or None without ``--paste-back``."""
+        return paste_settings(self, resolution)
 
 
 def _model_arg(model: ModelChoice) -> str | None:

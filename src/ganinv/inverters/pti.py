@@ -211,6 +211,10 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
     elif pivot.space != space or len(pivot) != target.shape[0]:
         raise InputError(f"the given pivot holds {len(pivot)} {pivot.space!r} latents; PTI needs one {space!r} latent "
                          f"per target ({target.shape[0]})")
+    if space != "z":  # a W / W+ pivot renders without a class: tune a class-conditional model itself, so that its
+        from ganinv.generators.conditional import unwrap  # deltas apply to it whichever class is bound later
+
+        G = unwrap(G)
     y = target.to(G.device, torch.float32)
     B = y.shape[0]
     loss_fn = CombinedLoss.from_spec(s.loss).to(G.device)
