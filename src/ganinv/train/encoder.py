@@ -54,7 +54,7 @@ from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
 from ganinv.train.encoder_data import ImageBank, UserImages, discriminator_for, load_user_images
-from ganinv.train.resume import read_checkpoint, resumed_config
+from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config
 
 #: Spaces an encoder can be asked to predict (``auto``: W+ when the generator has it, else z).
 ENCODER_SPACES = ("auto", "w+", "z")
@@ -224,7 +224,7 @@ def _same_model(a: str, b: str) -> bool:
         return False
 
 
-class EncoderTrainer:
+class EncoderTrainer(BudgetedRun):
     """A resumable encoder run in ``out_dir``.
 
     Writes ``checkpoint.pt``, ``log.jsonl``, ``curves.png`` and ``best.safetensors`` (best validation).
@@ -483,19 +483,9 @@ class EncoderTrainer:
         stats["loss"] = total.detach()
         return ddp.sum_values(stats)
 
-    def progress(self) -> float:
-        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
-        p = self.iteration / self.cfg.iterations
-        if self.cfg.time_budget:
-            p = max(p, self.train_seconds / self.cfg.time_budget)
-        return min(1.0, p)
-
     def _lr_factor(self) -> float:
         """1 until ``lr_decay_start`` (a fraction of the run), then linear decay to 2 % at the end."""
-        s, p = self.cfg.lr_decay_start, self.progress()
-        if p < s:
-            return 1.0
-        return max(0.02, 1 - (p - s) / max(1e-9, 1 - s))
+        return linear_decay(self.progress(), self.cfg.lr_decay_start)
 
     # ----- validation ---------------------------------------------------------------------------
     def _lpips_metric(self) -> nn.Module | None:

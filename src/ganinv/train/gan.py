@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from ganinv.data import mnist
 from ganinv.errors import InputError
 from ganinv.generators.stylegan2 import StyleGAN2Generator
-from ganinv.train.resume import read_checkpoint
+from ganinv.train.resume import BudgetedRun, read_checkpoint
 from ganinv.io import save_grid
 from ganinv.modelfile import atomic_write, build, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
@@ -182,7 +182,7 @@ def _plot_curves(log: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-class GanTrainer:
+class GanTrainer(BudgetedRun):
     """A resumable GAN training run in ``out_dir`` (see module docstring).
 
     ``device`` is where the networks train (``"cpu"``, ``"cuda"``, ...); checkpoints, snapshots
@@ -453,13 +453,6 @@ class GanTrainer:
     def selection_key(pool: list[dict]) -> str:
         """``"fd_train"`` when every evaluation of ``pool`` recorded it, else ``"fd"`` (the held-out distance)."""
         return "fd_train" if all(r.get("fd_train") is not None for r in pool) else "fd"
-
-    def progress(self) -> float:
-        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
-        p = self.iteration / self.cfg.iterations
-        if self.cfg.time_budget:
-            p = max(p, self.train_seconds / self.cfg.time_budget)
-        return min(1.0, p)
 
     def _lr_factor(self) -> float:
         """Linear decay to 0 from ``lr_decay_start`` to the end of the run (1 before that).

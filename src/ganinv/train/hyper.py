@@ -38,7 +38,7 @@ from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries
 from ganinv.train.encoder_data import ImageBank, UserImages, load_user_images
-from ganinv.train.resume import read_checkpoint, resumed_config
+from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config
 
 
 @dataclass
@@ -94,7 +94,7 @@ def _encoder_name_for(G: Generator) -> str:
                      "pass --pivot-encoder FOLDER (train one with `ganinv train-encoder`) or --pivot-encoder mean")
 
 
-class HyperTrainer:
+class HyperTrainer(BudgetedRun):
     """A resumable hypernetwork run in ``out_dir`` (single process)."""
 
     def __init__(self, out_dir: str | Path, config: HyperTrainConfig, device: str | torch.device = "cpu", *,
@@ -239,16 +239,8 @@ class HyperTrainer:
         stats["pivot_mse"] = float((pimg - images).square().mean())
         return stats
 
-    def progress(self) -> float:
-        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
-        p = self.iteration / self.cfg.iterations
-        if self.cfg.time_budget:
-            p = max(p, self.train_seconds / self.cfg.time_budget)
-        return min(1.0, p)
-
     def _lr_factor(self) -> float:
-        s, p = self.cfg.lr_decay_start, self.progress()
-        return 1.0 if p < s else max(0.02, 1 - (p - s) / max(1e-9, 1 - s))
+        return linear_decay(self.progress(), self.cfg.lr_decay_start)
 
     # ----- validation ---------------------------------------------------------------------------
     def validation_images(self) -> Tensor:

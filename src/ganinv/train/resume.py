@@ -1,4 +1,5 @@
-"""Resuming a training run from its ``checkpoint.pt``: one reader and one rule for what a rerun may change."""
+"""What every resumable training run shares: its checkpoint reader, the rule for what a rerun may change, and
+how far the run is (iterations or its time budget, whichever is further)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,26 @@ def resumed_config(saved: C, given: C) -> C:
     if getattr(given, "data", None):
         saved.data = list(given.data)  # type: ignore[attr-defined]
     return saved
+
+
+class BudgetedRun:
+    """Mixin of a trainer with ``iteration``, ``train_seconds`` and a config holding ``iterations`` and
+    ``time_budget`` (seconds or None)."""
+
+    iteration: int
+    train_seconds: float
+    cfg: Any
+
+    def progress(self) -> float:
+        """Fraction of the run done: iterations over ``iterations``, or the time budget used if further."""
+        p = self.iteration / self.cfg.iterations
+        if self.cfg.time_budget:
+            p = max(p, self.train_seconds / self.cfg.time_budget)
+        return min(1.0, p)
+
+
+def linear_decay(progress: float, start: float, floor: float = 0.02) -> float:
+    """A learning-rate factor: 1 until ``start`` (a fraction of the run), then linear down to ``floor`` at the end."""
+    if progress < start:
+        return 1.0
+    return max(floor, 1 - (progress - start) / max(1e-9, 1 - start))
