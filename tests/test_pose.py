@@ -69,7 +69,7 @@ def test_invert_pose_returns_codes_and_transforms_that_render_its_image(g3) -> N
     T = torch.stack([image_transform((0.08, 0.0), 6.0), image_transform((-0.05, 0.04), -10.0)])
     with torch.no_grad():
         target = ((g3.synthesis(ws, T) + 1) / 2).clamp(0, 1)
-    result = invert_pose(g3, target, space="w+", steps=40, seed=0)
+    result = invert_pose(g3, target, space="w+", steps=20, seed=0)
     assert result.latent.shape == (2, g3.num_ws, g3.w_dim) and result.space == "w+"
     assert result.extra["pose"].shape == (2, 3) and result.extra["transform"].shape == (2, 3, 3)
     assert result.settings["pose"] is True and result.settings["pose_std"] == list(POSE_STD)
