@@ -205,6 +205,12 @@ class _Wrapper(Generator):
     def _latent_spaces(self) -> dict[str, LatentSpace]:
         return dict(self.base.latent_spaces)
 
+    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
+        """Along z → w → w+: this wrapper's z through its :meth:`mapping` (which supplies the class), then the base's."""
+        if src == "z" and dst != "z":
+            return self.base.convert(self.mapping(latent), "w", dst)
+        return self.base.convert(latent, src, dst)
+
     # ----- rendering: everything goes through W+, which needs no class ---------------
     def _native(self, latent: Tensor, space: str, noise: list[Tensor] | None) -> Tensor:
         return self.base._native(self.convert(latent, space, "w+"), "w+", noise)
@@ -268,11 +274,6 @@ class ClassBoundGenerator(_Wrapper):
     def mapping(self, z: Tensor, c: Tensor | None = None) -> Tensor:
         """z ``[B, z_dim]`` → w ``[B, w_dim]`` with the bound class (or ``c`` ``[B or 1, c_dim]`` when given)."""
         return self.base.mapping(z, self.class_rows(z.shape[0]) if c is None else c)
-
-    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
-        if src == "z" and dst != "z":
-            return self.base.convert(self.mapping(latent), "w", dst)
-        return self.base.convert(latent, src, dst)
 
     def mean_latent(self, space: str = "w") -> Tensor:
         """The bound class's mean latent ``[1, *shape]`` (z: zeros; w/w+: the class mean w)."""
@@ -358,11 +359,6 @@ class ClassLatentGenerator(_Wrapper):
         """Latent ``[B, z_dim + c_dim]`` → w ``[B, w_dim]`` (``c``, when given, replaces the logits' class)."""
         zz, _ = self.split(z)
         return self.base.mapping(zz, self.class_probs(z) if c is None else c)
-
-    def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
-        if src == "z" and dst != "z":
-            return self.base.convert(self.mapping(latent), "w", dst)
-        return self.base.convert(latent, src, dst)
 
     def mean_latent(self, space: str = "w") -> Tensor:
         if space == "z":

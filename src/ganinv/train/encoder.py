@@ -54,7 +54,7 @@ from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries, save_pretrained
 from ganinv.train import distributed as ddp
 from ganinv.train.encoder_data import ImageBank, UserImages, discriminator_for, load_user_images
-from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config
+from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config, save_best
 
 #: Spaces an encoder can be asked to predict (``auto``: W+ when the generator has it, else z).
 ENCODER_SPACES = ("auto", "w+", "z")
@@ -660,10 +660,7 @@ class EncoderTrainer(BudgetedRun):
                     key = f"val_psnr_{cfg.passes}"
                     if self.best is None or val[key] > self.best[key]:
                         self.best = {"iteration": self.iteration, **val}
-                        state = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
-                        from safetensors.torch import save_file
-
-                        atomic_write(self.out / "best.safetensors", lambda tmp, s=state: save_file(s, tmp))
+                        save_best(self.out / "best.safetensors", self.encoder)
                     progress.console.print(f"iter {self.iteration}: {format_metrics(val)}")
                     self._plot()
                 if self.iteration % cfg.checkpoint_every == 0 or done:

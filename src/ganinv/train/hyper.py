@@ -38,7 +38,7 @@ from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
 from ganinv.modelfile import atomic_write, read_safetensors, remove_stale_temporaries
 from ganinv.train.encoder_data import ImageBank, UserImages, load_user_images
-from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config
+from ganinv.train.resume import BudgetedRun, linear_decay, read_checkpoint, resumed_config, save_best
 
 
 @dataclass
@@ -322,10 +322,7 @@ class HyperTrainer(BudgetedRun):
                     key = f"val_psnr_{cfg.passes}"
                     if self.best is None or val[key] > self.best[key]:
                         self.best = {"iteration": self.iteration, **val}
-                        from safetensors.torch import save_file
-
-                        snap = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-                        atomic_write(self.out / "best.safetensors", lambda tmp, s=snap: save_file(s, tmp))
+                        save_best(self.out / "best.safetensors", self.net)
                     progress.console.print(f"iter {self.iteration}: pivot {val['val_pivot_psnr']:.2f} dB → "
                                            + ", ".join(f"pass {p + 1} {val[f'val_psnr_{p + 1}']:.2f} dB"
                                                        for p in range(cfg.passes))

@@ -57,3 +57,14 @@ def linear_decay(progress: float, start: float, floor: float = 0.02) -> float:
     if progress < start:
         return 1.0
     return max(floor, 1 - (progress - start) / max(1e-9, 1 - start))
+
+
+def save_best(path: Path, module: Any) -> None:
+    """Write ``module``'s state dict (on CPU, contiguous) as safetensors at ``path``, atomically: the best-so-far
+    snapshot a trainer exports from."""
+    from safetensors.torch import save_file
+
+    from ganinv.modelfile import atomic_write
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(Path(path), lambda tmp: save_file(state, tmp))
