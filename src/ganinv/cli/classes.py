@@ -59,7 +59,7 @@ def prepare_inference(G: Generator, y: Tensor | list[Tensor], options: dict[str,
     if method != "optimize":
         raise InputError(f"this generator is class-conditional ({c_dim} classes, 0…{c_dim - 1}): give --class K "
                          f"(inferring the class without it works with --method optimize)")
-    from ganinv.inverters.conditional import ClassSearchSettings, class_start
+    from ganinv.inverters.conditional import ClassSearchSettings, class_start, start_probabilities
 
     space = options.get("space") or G.default_space
     if space not in ("z", "w", "w+"):
@@ -71,9 +71,7 @@ def prepare_inference(G: Generator, y: Tensor | list[Tensor], options: dict[str,
     M = InferredClassGenerator(G, labels, losses).to(G.device)
     if "init" not in options:
         if space == "z":
-            probs = torch.full((len(labels), c_dim), (1 - search.start_prob) / max(c_dim - 1, 1), device=G.device)
-            probs[torch.arange(len(labels)), labels.to(G.device)] = search.start_prob if c_dim > 1 else 1.0
-            options["init"] = M.pack(codes, probs)
+            options["init"] = M.pack(codes, start_probabilities(labels, c_dim, search.start_prob).to(G.device))
         else:
             options["init"] = M.convert(codes, "w", space)
     return M

@@ -35,7 +35,8 @@ from ganinv.inverters.base import InversionResult
 from ganinv.inverters.optimize import OptimizeSettings, _check_target, _FrozenGenerator, _operator, optimize
 from ganinv.losses import CombinedLoss
 
-__all__ = ["ClassInference", "ClassSearchSettings", "class_start", "infer_class", "invert_with_class"]
+__all__ = ["ClassInference", "ClassSearchSettings", "class_start", "infer_class", "invert_with_class",
+           "start_probabilities"]
 
 
 def invert_with_class(G: Generator, target: Tensor, physics: Any = None, *,
@@ -235,10 +236,7 @@ def infer_class(G: Generator, target: Tensor, physics: Any = None, *, search: Cl
     B, dev = y.shape[0], base.device
     if s.space == "z":
         M = ClassLatentGenerator(base, s.logit_scale)
-        others = (1 - s.start_prob) / max(c_dim - 1, 1)
-        probs0 = torch.full((B, c_dim), others, device=dev)
-        probs0[torch.arange(B, device=dev), labels] = s.start_prob if c_dim > 1 else 1.0
-        init = M.pack(codes, probs0)
+        init = M.pack(codes, start_probabilities(labels, c_dim, s.start_prob).to(dev))
         if s.start_only:
             result = _start_result(M, init, "z", y, physics)
         else:
@@ -279,6 +277,14 @@ def infer_class(G: Generator, target: Tensor, physics: Any = None, *, search: Cl
 
 
 @torch.no_grad()
+def start_probabilities(labels: Tensor, c_dim: int, start_prob: float) -> Tensor:
+    """The soft class a joint z search starts from: ``[B, c_dim]``, ``start_prob`` on each row's best class
+    ``labels`` ``[B]`` and the rest shared by the other classes (1 on the class when there is only one)."""
+    probs = torch.full((len(labels), c_dim), (1 - start_prob) / max(c_dim - 1, 1), device=labels.device)
+    probs[torch.arange(len(labels), device=labels.device), labels] = start_prob if c_dim > 1 else 1.0
+    return probs
+
+
 def _start_result(G: Generator, latent: Tensor, space: str, y: Tensor, physics: Any) -> InversionResult:
     """An :class:`InversionResult` holding the start itself (``start_only``)."""
     with _FrozenGenerator(G):
