@@ -7,6 +7,7 @@ gets its BatchNorm statistics calibrated first (see :func:`dcgan`).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -402,6 +403,7 @@ def test_latent_curvature_is_the_gauss_newton_diagonal_and_follows_the_weights()
     assert h.shape == (1, 16) and (h > 0).all()
     torch.testing.assert_close(h[0] / scales.square(), torch.ones(16), atol=0.15, rtol=0)  # Hutchinson, 2048 draws
     assert latent_curvature(G, "z", n=512, probes=4) is h  # cached per generator
+    assert latent_curvature(copy.deepcopy(G), "z", n=512, probes=4) is h  # by its weights: a reloaded copy hits
     with torch.no_grad():
         G.module.weight.mul_(2.0)
     torch.testing.assert_close(latent_curvature(G, "z", n=512, probes=4), 4 * h)  # new weights, new value

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import operator
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -217,7 +218,12 @@ def latent_stats(G: Generator, space: str, n: int = 10_000, seed: int = 123) -> 
     return _Stats(stats_mean.reshape(1, *shape), float(var.sum().sqrt()), float(var.mean()))
 
 
-_CURVATURE_CACHE: dict[tuple[int, str, int, int], tuple[str, Tensor]] = {}
+#: :func:`latent_curvature`'s results by (generator fingerprint and class, space, samples, probes, device), most
+#: recent last: a model loaded again (each CLI command in one process, a web session, a PTI-tuned copy restored)
+#: finds its curvature without re-rendering 256 latents.
+_CURVATURE_CACHE: OrderedDict[tuple[str, str, str, int, int, str], Tensor] = OrderedDict()
+#: Entries :data:`_CURVATURE_CACHE` keeps (each ``[1, *shape]`` of one latent: kilobytes).
+CURVATURE_CACHE_SIZE = 32
 
 
 #: Per-row cost up to which :func:`latent_curvature` averages over 256 latents; a larger generator uses
@@ -241,18 +247,18 @@ def latent_curvature(G: Generator, space: str, n: int | None = None, probes: int
     ``J`` is the Jacobian of ``G.synthesize`` (stored noise maps) at ``n`` latents sampled from the
     prior (None: :func:`curvature_samples`), ``v ~ N(0, I)`` over the image's pixels (Hutchinson),
     averaged over samples and ``probes``. It is the diagonal of ``JᵀJ``, the curvature of a pixel MSE,
-    averaged over the generator's range, so it depends on the generator alone (cached per generator and
-    space; recomputed if its weights change).
+    averaged over the generator's range, so it depends on the generator alone (cached by the generator's
+    weight fingerprint and space: another copy of the same weights reuses it, changed weights recompute it).
     """
     from ganinv.encoders import generator_fingerprint
 
     if n is None:
         n = curvature_samples(G, space)
-    key = (id(G), space, n, probes)
-    fp = generator_fingerprint(G)
+    key = (generator_fingerprint(G), type(G).__qualname__, space, n, probes, str(G.device))
     hit = _CURVATURE_CACHE.get(key)
-    if hit is not None and hit[0] == fp:
-        return hit[1]
+    if hit is not None:
+        _CURVATURE_CACHE.move_to_end(key)
+        return hit
     gen = torch.Generator().manual_seed(seed)
     lat = G.sample_latent(n, space, generator=gen).detach()
     total = torch.zeros_like(lat[:1])
@@ -265,7 +271,9 @@ def latent_curvature(G: Generator, space: str, n: int | None = None, probes: int
                 (g,) = torch.autograd.grad(img, chunk, v, retain_graph=True)
                 total += g.square().sum(0, keepdim=True)
     h = (total / (n * probes)).clamp_min(1e-12)
-    _CURVATURE_CACHE[key] = (fp, h)
+    _CURVATURE_CACHE[key] = h
+    while len(_CURVATURE_CACHE) > CURVATURE_CACHE_SIZE:
+        _CURVATURE_CACHE.popitem(last=False)
     return h
 
 
