@@ -121,7 +121,8 @@ def test_refuses_the_evaluation_classifier_and_generators_without_mapping(tmp_pa
         MappingBalancer(tiny_dcgan, tiny_classifier(1), tmp_path / "r", cfg(), evaluator=evaluator)
 
 
-def test_export_keeps_the_synthesis_and_the_discriminator(tmp_path):
+def test_export_keeps_the_synthesis_and_the_discriminator(tmp_path, monkeypatch):
+    import ganinv.train.class_balance as cb
     from ganinv.generators.stylegan2_discriminator import StyleGAN2Discriminator
 
     source = tmp_path / "source"
@@ -140,9 +141,10 @@ def test_export_keeps_the_synthesis_and_the_discriminator(tmp_path):
     balancer = MappingBalancer(load_pretrained(source), tiny_classifier(1), tmp_path / "run", cfg(),
                                evaluator=tiny_classifier(2), source=source)
     balancer.train(progress=False)
+    monkeypatch.setattr(cb, "EXPORT_SAMPLES", 1000)  # the export's own count (10,000) on fewer, tiny-model samples
     meta = balancer.export(tmp_path / "out", name="out")
     assert meta["iterations"] == 7 and meta["class_balance"]["selected_step"] in (0, 2, 4)
-    assert meta["quality"]["n_samples"] == 10_000  # measured again: the run's evaluations used 200 samples
+    assert meta["quality"]["n_samples"] == 1000  # measured again: the run's evaluations used 200 samples
     assert meta["class_balance"]["quality_before"]["fd"] > 0
     G1 = load_pretrained(tmp_path / "out")
     for k, v in G0.state_dict().items():
@@ -188,16 +190,17 @@ def test_export_reuses_the_chosen_evaluation_instead_of_measuring_it_again(tmp_p
 
     G = tiny_g32()
     evaluator = tiny_classifier(2)
-    balancer = MappingBalancer(G, tiny_classifier(1), tmp_path / "run", cfg(steps=2, eval_samples=10_000),
+    monkeypatch.setattr(cb, "EXPORT_SAMPLES", 1000)  # the export's count (10,000 by default), on a tiny model
+    balancer = MappingBalancer(G, tiny_classifier(1), tmp_path / "run", cfg(steps=2, eval_samples=1000),
                                evaluator=evaluator)
     balancer.train(progress=False)
 
     def not_again(*args, **kwargs):
-        raise AssertionError("the chosen step was already measured on 10,000 samples")
+        raise AssertionError("the chosen step was already measured on EXPORT_SAMPLES samples")
 
     monkeypatch.setattr(cb, "generator_quality", not_again)
     meta = balancer.export(tmp_path / "out", name="out")
-    monkeypatch.undo()
-    fresh = generator_quality(load_pretrained(tmp_path / "out"), evaluator, n=10_000, with_train=True).to_dict()
+    monkeypatch.setattr(cb, "generator_quality", generator_quality)
+    fresh = generator_quality(load_pretrained(tmp_path / "out"), evaluator, n=1000, with_train=True).to_dict()
     assert meta["quality"] == fresh  # the same weights, samples and seed
-    assert meta["quality"]["n_samples"] == 10_000
+    assert meta["quality"]["n_samples"] == 1000

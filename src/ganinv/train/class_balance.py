@@ -79,6 +79,10 @@ class BalanceConfig:
     checkpoint_every: int = 10
 
 
+#: Samples of the quality an exported generator reports (the chosen step's evaluation is reused when it used as many).
+EXPORT_SAMPLES = 10_000
+
+
 def _fingerprint(module: nn.Module) -> str:
     from ganinv.encoders import generator_fingerprint
 
@@ -221,12 +225,14 @@ class MappingBalancer:
                 self.train_seconds += time.perf_counter() - t0
                 self.log.append(record)
                 info = f"KL batch {record['loss']:.4f}, running {record['running_kl']:.4f}"
-                if self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps:
+                evaluated = self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps
+                if evaluated:
                     q = self.evaluate()
                     info += f"  FD {q['fd_ratio']:.2f}× floor, classes {q['min_class']:.3f}–{q['max_class']:.3f}"
                     bar.console.print(f"step {self.step}: {info}")
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save_checkpoint()
+                if evaluated:  # the curves (~0.6 s to draw) are redrawn with each evaluation, not each checkpoint
                     _plot(self.log, self.out / "curves.png")
                 bar.update(task, completed=self.step, info=info)
 
@@ -249,9 +255,9 @@ class MappingBalancer:
         self.G.style.load_state_dict(read_safetensors(self._snapshot_path(chosen)))
         self.G.estimate_w_avg(10_000)
         record = next(r for r in self.log if r.get("step") == chosen and "fd" in r)
-        # the chosen step's evaluation already measured these weights (same seed); 10k samples are reported
-        quality = (_quality_fields(record) if record["n_samples"] == 10_000
-                   else generator_quality(self.G, self.evaluator, n=10_000, with_train=True).to_dict())
+        # the chosen step's evaluation already measured these weights (same seed) when it used EXPORT_SAMPLES
+        quality = (_quality_fields(record) if record["n_samples"] == EXPORT_SAMPLES
+                   else generator_quality(self.G, self.evaluator, n=EXPORT_SAMPLES, with_train=True).to_dict())
         meta: dict[str, Any] = {}
         src_cfg: dict[str, Any] = {}
         if self.source is not None and (self.source / "config.json").is_file():
