@@ -95,7 +95,9 @@ def test_bundled_stylegan2_through_rosinality_and_nvidia_formats(tmp_path):
 def test_demo_samples_every_bundled_generator(tmp_path, monkeypatch):
     import ganinv.cli.demo as demo
 
-    monkeypatch.setattr(demo, "DEMO_RESTORE", {**demo.DEMO_RESTORE, "steps": 5})  # the restore part has its test
+    # the inversion and restore parts have their own test (tests/test_invert_cli.py::test_demo_inverts_example_digits)
+    monkeypatch.setattr(demo, "DEMO_OPTIONS", {"steps": 3})
+    monkeypatch.setattr(demo, "DEMO_RESTORE", {**demo.DEMO_RESTORE, "steps": 3})
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "-n", "16"])
     assert result.exit_code == 0, result.output
     for name in GENERATORS:

@@ -157,7 +157,7 @@ def test_server_survives_a_client_leaving_mid_job(browser, server):
     leaving.wait_for_selector("#invert-run")
     upload(leaving, "invert", EXAMPLES / "digit_1.png")
     leaving.wait_for_selector("#invert-target img")
-    set_number(leaving, "invert-steps", 400)
+    set_number(leaving, "invert-steps", 200)
     leaving.click("#invert-run")
     leaving.wait_for_selector("#invert-recon .progress-text, #invert-recon .eta-bar, .progress-bar", timeout=30_000)
     leaving.close()  # the browser goes away while the job runs
