@@ -289,6 +289,28 @@ def test_a_folder_from_another_model_is_refused(inverted, tmp_path):
     assert "another model" in msg and "mnist-stylegan2" in msg
 
 
+def test_the_class_of_a_conditional_model_is_recorded_and_bound_again(digit_video, tmp_path):
+    from nvidia_pkl import write_nvidia_pkl
+    from test_conditional import make_sg2
+
+    pkl = write_nvidia_pkl(make_sg2(z_scale=0.1), tmp_path / "cond.pkl")
+    out = tmp_path / "out"
+    ok(run("invert-video", digit_video, "-o", out, "--model", pkl, "--class", 2, "--align", "center",
+           "--max-frames", 2, *FAST))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["class"] == 2
+    # resuming without --class names the missing option (not "other weights")
+    msg = one_error(run("invert-video", digit_video, "-o", out, "--model", pkl, "--align", "center",
+                        "--max-frames", 2, *FAST))
+    assert "--class: 2 there, null here" in msg and "the model differs" not in msg
+    # edit-video on the folder binds the recorded class: no --model, no --class needed
+    ok(run("edit-video", out, "-d", "pca:0", "-o", out, "--strength", 0, "--device", "cpu"))
+    assert (out / "edit.mp4").is_file()
+    # another class is another model for these codes
+    msg = one_error(run("edit-video", out, "-d", "pca:0", "-o", out, "--class", 1, "--device", "cpu"))
+    assert "another model" in msg and "--class 2" in msg
+
+
 def test_without_pyav_the_commands_say_how_to_install_it(tmp_path, monkeypatch):
     import sys
 

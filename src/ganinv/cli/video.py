@@ -285,8 +285,11 @@ def edit_video(
             raise InputError(f"{', '.join(inversion_given)} set how a video is inverted; {input} is inverted already "
                              "(drop them, or give the video file to invert it again)")
         framing.check(align=manifest.get("framing", {}).get("align"))
-        if model.model is None and model.generator is None and manifest["model"].get("model_arg"):
-            model = dataclasses.replace(model, model=manifest["model"]["model_arg"])
+        recorded = manifest["model"]
+        if model.model is None and model.generator is None and recorded.get("model_arg"):
+            model = dataclasses.replace(model, model=recorded["model_arg"])
+        if model.class_label is None and isinstance(recorded.get("class"), int):
+            model = dataclasses.replace(model, class_label=recorded["class"])  # the class it was inverted with
         dev = runtime.setup()
         G, _ = model.load()
         G = G.to(dev)

@@ -86,6 +86,8 @@ def check_model(manifest: dict[str, Any], G: Generator, folder: Path) -> None:
     want = manifest.get("model", {})
     if want.get("fingerprint") != model_fingerprint(G):
         hint = f" --model {want['model_arg']}" if want.get("model_arg") else " the same --generator options"
+        if isinstance(want.get("class"), int):
+            hint += f" --class {want['class']}"
         raise InputError(f"{folder} was inverted with another model ({want.get('name')}, {want.get('arch')} "
                          f"{want.get('resolution')} px); its codes do not fit this one: pass{hint}")
 

@@ -64,7 +64,7 @@ ALIGN_MODES = ("face", "center", "none")
 _MATCHED = {"source.kind": "VIDEO", "source.size_bytes": "VIDEO", "source.digest": "VIDEO",
             "selection.every": "--every", "selection.max_frames": "--max-frames", "selection.start": "--start",
             "selection.end": "--end", "framing.align": "--align", "framing.landmark_sigma": "--landmark-sigma",
-            "model.fingerprint": "--model", "inversion.batch_frames": "--batch-frames",
+            "model.class": "--class", "model.fingerprint": "--model", "inversion.batch_frames": "--batch-frames",
             "inversion.warm_start": "--no-warm-start", "inversion.options": "the inversion options"}
 
 
@@ -166,8 +166,13 @@ def _progress(console: Console | None) -> Any:
 def build_manifest(source: FrameSource, settings: VideoSettings, G: Generator, model_name: str,
                    model_arg: str | None, fingerprint: str) -> dict[str, Any]:
     """The manifest of an inversion of ``source`` with ``settings`` on ``G`` (see the module notes).
-    ``model_arg``: the ``--model`` value that loads ``G`` again (an absolute path for a file), or None."""
+    ``model_arg``: the ``--model`` value that loads ``G`` again (an absolute path for a file), or None. A
+    class-bound ``G`` (``--class``) records its class (the label, or a probability vector), which
+    ``edit-video`` binds again."""
+    from ganinv.generators.conditional import ClassBoundGenerator
+
     space = settings.options.get("space") or G.default_space
+    label = G.config()["class"] if isinstance(G, ClassBoundGenerator) else None
     return json.loads(json.dumps({
         "format": FORMAT,
         "source": source.info.to_dict(),
@@ -175,7 +180,7 @@ def build_manifest(source: FrameSource, settings: VideoSettings, G: Generator, m
         "framing": {"align": settings.align, "landmark_sigma": settings.landmark_sigma,
                     "detector": "mtcnn" if settings.align == "face" else None},
         "model": {"name": model_name, "model_arg": model_arg, "fingerprint": fingerprint, "arch": G.arch,
-                  "resolution": G.resolution, "channels": G.channels, "space": space},
+                  "resolution": G.resolution, "channels": G.channels, "space": space, "class": label},
         "inversion": {"method": "optimize", "batch_frames": settings.batch_frames,
                       "warm_start": settings.warm_start, "options": settings.options},
     }, default=str))
@@ -204,6 +209,8 @@ def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> bool:
                 if key.startswith("source."):
                     diffs.append(f"the source video differs ({old['source'].get('path')} there)")
                 elif key == "model.fingerprint":
+                    if _get(old, "model.class") != _get(manifest, "model.class"):
+                        continue  # the class is part of the bound model's fingerprint: said once, as --class
                     diffs.append(f"the model differs ({_get(old, 'model.name')} there, {_get(manifest, 'model.name')}"
                                  " here, or other weights)")
                 else:
