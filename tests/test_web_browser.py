@@ -172,6 +172,33 @@ def test_server_survives_a_client_leaving_mid_job(browser, server):
     fresh.close()
 
 
+def test_photo_tab_frames_inverts_edits_and_pastes_back_into_the_full_photo(page, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    photo = Image.new("RGB", (120, 90), (40, 40, 40))  # a "photo": a digit in the middle of a larger frame
+    photo.paste(Image.open(EXAMPLES / "digit_4.png").convert("RGB").resize((64, 64)), (28, 13))
+    photo.save(tmp_path / "photo.png")
+    page.get_by_role("tab", name="Photo").click()
+    upload(page, "photo", tmp_path / "photo.png")
+    expect(page.locator("#photo-notes")).to_contain_text("120×90 px", timeout=30_000)
+    page.click("#photo-find")
+    expect(page.locator("#photo-faces img")).to_have_count(1, timeout=30_000)
+    page.click("#photo-invert")
+    page.wait_for_selector("#photo-output img", timeout=60_000)
+    expect(page.locator("#photo-status")).to_contain_text("inverted with")
+    size = page.evaluate("() => { const i = document.querySelector('#photo-output img'); "
+                         "return [i.naturalWidth, i.naturalHeight]; }")
+    assert size == [120, 90]  # pasted back into the photo at its own size, not the model's 32 px
+    before = page.locator("#photo-output img").get_attribute("src")
+    page.fill("#photo-strength input[type=range]", "4")
+    after = wait_image_change(page, "#photo-output img", before)
+    set_number(page, "photo-last", 1)  # the same edit on the coarse rows only
+    wait_image_change(page, "#photo-output img", after)
+    page.click("#photo-save")
+    expect(page.locator("#photo-download a").first).to_have_attribute("href", re.compile(r"\.png$"))
+
+
 def test_models_tab_lists_the_loaded_model(page):
     from playwright.sync_api import expect
 

@@ -429,6 +429,11 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                                                elem_id="photo-component")
                         pstrength = gr.Slider(-6, 6, value=0, step=0.25, label="strength (σ of the codes along it)",
                                               elem_id="photo-strength")
+                        with gr.Row(visible=wb.num_ws is not None):  # w+ rows moved: coarse = pose/shape, fine = colour
+                            pfirst = gr.Slider(0, num_ws - 1, value=0, step=1, label="first layer",
+                                               elem_id="photo-first")
+                            plast = gr.Slider(0, num_ws - 1, value=num_ws - 1, step=1, label="last layer",
+                                              elem_id="photo-last")
                         color_match = gr.Checkbox(False, label="match the photo's colours around the face",
                                                   elem_id="photo-color-match")
                         photo_out = gr.Image(label="the photo with the edited face pasted back", type="pil",
@@ -466,17 +471,19 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                 do_choose.__annotations__["evt"] = gr.SelectData  # gradio passes the click by this annotation
 
                 def do_photo_edit(job: Any, index: Any, code: Code | None, family: str, k: float, s: float,
-                                  match: bool) -> tuple[Any, Any]:
+                                  lo: float, hi: float, match: bool) -> tuple[Any, Any]:
                     if code is None or job is None:
                         return None, None
                     try:
-                        image = wb.edit_and_paste(job, index, code, family, int(k), float(s), color_match=bool(match))
+                        image = wb.edit_and_paste(job, index, code, family, int(k), float(s), int(lo), int(hi),
+                                                  color_match=bool(match))
                     except Exception as exc:  # noqa: BLE001
                         raise _user_error(exc) from None
                     return image, image
 
                 def do_invert_face(job: Any, index: Any, method: str, steps: float, family: str, k: float,
-                                   s: float, match: bool, progress: Any = gr.Progress()) -> tuple[Any, ...]:
+                                   s: float, lo: float, hi: float, match: bool,
+                                   progress: Any = gr.Progress()) -> tuple[Any, ...]:
                     from ganinv.cli.latents import EDIT_PRIOR
 
                     try:
@@ -484,7 +491,7 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                                              progress=lambda f, msg: progress(f, desc=msg))
                     except Exception as exc:  # noqa: BLE001
                         raise _user_error(exc) from None
-                    image, _ = do_photo_edit(job, index, out.code, family, k, s, match)
+                    image, _ = do_photo_edit(job, index, out.code, family, k, s, lo, hi, match)
                     psnr = out.metrics.get("PSNR (dB)")
                     return (out.code, image, image, f"face #{int(index) + 1} inverted with {method} "
                             f"({out.code.space}, PSNR {psnr} dB); move the strength slider to edit it")
@@ -502,10 +509,11 @@ def build_app(wb: Workbench, *, title: str | None = None) -> Any:
                            concurrency_id=HEAVY)
                 faces.select(do_choose, None, [face_index, photo_code, photo_status], queue=False)
                 pinvert.click(do_invert_face, [photo_job, face_index, pmethod, psteps, pfamily, pcomponent,
-                                               pstrength, color_match],
+                                               pstrength, pfirst, plast, color_match],
                               [photo_code, pasted, photo_out, photo_status], concurrency_id=HEAVY)
-                photo_edit_inputs = [photo_job, face_index, photo_code, pfamily, pcomponent, pstrength, color_match]
-                for widget in (pfamily, pcomponent, pstrength, color_match):
+                photo_edit_inputs = [photo_job, face_index, photo_code, pfamily, pcomponent, pstrength, pfirst, plast,
+                                     color_match]
+                for widget in (pfamily, pcomponent, pstrength, pfirst, plast, color_match):
                     widget.change(do_photo_edit, photo_edit_inputs, [pasted, photo_out], concurrency_id=LIGHT,
                                   concurrency_limit=4, trigger_mode="always_last", show_progress="hidden")
                 psave.click(do_save, pasted, photo_file, concurrency_id=LIGHT)
