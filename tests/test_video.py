@@ -49,11 +49,14 @@ def one_error(result) -> str:
     return " ".join(text.split())
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10, rotation: int = 0) -> Path:
+    """``frames`` encoded as stored; ``rotation``: the display-matrix angle a phone writes (ffprobe's "rotation")."""
     container = av.open(str(path), "w")
     stream = container.add_stream("libx264" if _has("libx264") else "mpeg4", rate=Fraction(fps))
     stream.height, stream.width = frames[0].shape[:2]
     stream.pix_fmt = "yuv420p"
+    if rotation:
+        stream.set_display_rotation(rotation)
     for f in frames:
         for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
             container.mux(packet)
@@ -223,6 +226,31 @@ def test_frame_selection_and_folder_of_frames(digit_video, tmp_path):
     ok(run("invert-video", folder, "-o", out2, "--align", "center", "--fps", 6, *FAST))
     assert len(decode_all(out2 / "reconstruction.mp4")) == 3
     assert json.loads((out2 / "summary.json").read_text())["fps"] == pytest.approx(6)
+
+
+@needs_av
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_a_rotated_phone_video_is_read_upright(tmp_path, rotation):
+    """Phones store portrait video landscape with a display rotation (ffprobe: "rotation of -90.00 degrees" =
+    turn a quarter clockwise to show it). Frames are read as shown, and the size recorded is the shown one."""
+    from ganinv.video.frames import open_source
+
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:8, :12] = 255  # a white block in the stored frame's top-left corner
+    stored[24:, 36:, 0] = 200  # a red one in the bottom-right
+    path = write_video(tmp_path / "phone.mp4", [stored] * 3, rotation=rotation)
+    shown = np.rot90(stored, k=rotation // 90)  # what a player shows (ffmpeg's autorotate)
+    src = open_source(path)
+    assert (src.info.width, src.info.height) == (shown.shape[1], shown.shape[0])
+    assert src.info.rotation == rotation % 360
+    frames = decode_all(path)
+    assert len(frames) == 3 and frames[0].shape == shown.shape
+    assert np.abs(frames[0].astype(int) - shown.astype(int)).mean() < 8
+    if rotation == -90:  # and through the command: pasted back into upright frames of the shown size
+        out = tmp_path / "out"
+        ok(run("invert-video", path, "-o", out, "--align", "center", "--paste-back", "--max-frames", 1, *FAST))
+        assert decode_all(out / "reconstruction.pasted.mp4")[0].shape == (48, 32, 3)
+        assert json.loads((out / "manifest.json").read_text())["source"]["rotation"] == 270
 
 
 # ----- edit-video -------------------------------------------------------------------------------------------

@@ -105,7 +105,11 @@ class SourceInfo:
     """What a source is: ``kind`` ``"video"`` or ``"frames"`` (a folder), the absolute ``path``, the frame size
     ``width`` × ``height`` in pixels, the frame rate (``fps``, and exactly as a fraction text ``rate``), the number
     of frames the container declares (``declared_frames``; 0 when unknown), and an identity (``size_bytes``,
-    ``digest``: SHA-256 of the file's first and last MiB, or of the folder's file names and sizes)."""
+    ``digest``: SHA-256 of the file's first and last MiB, or of the folder's file names and sizes).
+
+    ``rotation`` (0, 90, 180 or 270) is the counter-clockwise quarter-turn the file's display matrix asks for
+    (phones store portrait video landscape, with ffprobe's "rotation of -90.00 degrees" = 270 here): frames are
+    read turned as a player shows them, and ``width`` × ``height`` is that shown size."""
 
     kind: str
     path: str
@@ -116,6 +120,7 @@ class SourceInfo:
     declared_frames: int
     size_bytes: int
     digest: str
+    rotation: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -189,6 +194,8 @@ class FrameSource:
             for ref, frame in _selected(decoded(), selection):
                 index = ref.index
                 arr = frame.to_ndarray(format="rgb24")
+                if self.info.rotation:
+                    arr = np.rot90(arr, k=self.info.rotation // 90)
                 yield ref, np.ascontiguousarray(arr)
         except errors as exc:
             raise InputError(f"{path}: decoding failed after frame {index} ({_why(exc)}); the file may be "
@@ -248,6 +255,7 @@ def open_source(path: Path, fps: float | None = None) -> FrameSource:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         declared = int(stream.frames or 0)
+        rotation = _display_rotation(container, stream)
     except errors as exc:
         raise InputError(f"{path} is not a video PyAV can read ({_why(exc)})") from None
     finally:
@@ -257,9 +265,26 @@ def open_source(path: Path, fps: float | None = None) -> FrameSource:
     rate = Fraction(rate) if rate else Fraction(25)
     if rate <= 0:
         rate = Fraction(25)
+    if rotation in (90, 270):
+        width, height = height, width
     size, digest = _file_digest(path)
-    info = SourceInfo("video", str(path.resolve()), width, height, float(rate), str(rate), declared, size, digest)
+    info = SourceInfo("video", str(path.resolve()), width, height, float(rate), str(rate), declared, size, digest,
+                      rotation)
     return FrameSource(info)
+
+
+def _display_rotation(container: Any, stream: Any) -> int:
+    """The display matrix's rotation of ``stream`` as a counter-clockwise quarter-turn (0, 90, 180, 270), read from
+    its first frame (PyAV exposes the matrix on frames); 0 without one, or when nothing decodes (reported later).
+    Angles between quarter-turns (no phone writes them) are rounded to the nearest."""
+    try:
+        frame = next(iter(container.decode(stream)), None)
+    except Exception:  # noqa: BLE001 — a damaged first frame is reported, with its index, when frames are read
+        return 0
+    angle = float(getattr(frame, "rotation", 0) or 0) if frame is not None else 0.0
+    if not math.isfinite(angle):
+        return 0
+    return int(round(angle / 90.0)) % 4 * 90
 
 
 def _open_folder(path: Path, fps: float) -> FrameSource:
