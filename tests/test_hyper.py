@@ -72,6 +72,35 @@ def test_zero_offsets_reproduce_the_generator(tiny_sg2):
     torch.testing.assert_close(runs[-1][1], pimg, atol=1e-5, rtol=0)
 
 
+def test_learned_gradient_step_lowers_the_error_and_older_folders_load_without_it(tiny_sg2, tmp_path):
+    import json
+
+    from ganinv.encoders.hyper import save_hyper
+
+    G = tiny_sg2
+    net = build_hyper(G, "all", width=8, max_width=16, hidden=16, rank=2).eval().requires_grad_(False)
+    assert net.grad_step and net.config()["grad_step"] is True and net.step_gain.shape == (len(net.layer_names),)
+    y = G.sample(3, seed=4)
+    pivot, pimg = compute_pivot(G, y, None, 1)
+    with torch.no_grad():  # the step's gradient is taken inside, also under no_grad (the inverter's mode)
+        net.step_gain.fill_(1e-3)  # zero heads: only the sign-gradient steps move the offsets
+        runs = run_hyper_passes(net, G, y, pivot, pimg, 3)
+    error = [(img - y).square().flatten(1).mean(1) for img in [pimg] + [r[1] for r in runs]]
+    assert all(bool((b < a).all()) for a, b in zip(error, error[1:])), error  # every pass, every image
+    # a folder written before the option: no grad_step in its config, no step_gain weight → the heads alone
+    old = attach(HyperNetwork(**{k: v for k, v in net.config().items() if k not in ("arch", "grad_step")}), G)
+    assert not old.grad_step and "step_gain" not in old.state_dict()
+    folder = save_hyper(old, tmp_path / "old", name="old", meta={"generator": old.generator_info,
+                                                                   "pivot": old.pivot_info})
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["config"].pop("grad_step")
+    (folder / "config.json").write_text(json.dumps(cfg))
+    loaded = load_hyper(folder)
+    assert not loaded.grad_step
+    with torch.no_grad():
+        torch.testing.assert_close(run_hyper_passes(loaded, G, y, pivot, pimg, 2)[-1][1], pimg, atol=1e-5, rtol=0)
+
+
 def test_rows_are_independent(tiny_sg2):
     G = tiny_sg2
     net = randomized(build_hyper(G, "all", width=8, max_width=16, hidden=16, rank=2, delta_scale=1.0))

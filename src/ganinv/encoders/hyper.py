@@ -124,13 +124,20 @@ class HyperNetwork(nn.Module):
         delta_scale: ``Δ = delta_scale · U·Vᵀ / rank`` (1 by default: with ``U``'s map starting at zero, an Adam
             step moves ``Δ`` by about ``lr · delta_scale``; at 0.1 the offsets stayed ~1e-4 after hundreds of steps
             and the factor ``V``'s gradients fell below Adam's ε, so the network changed nothing).
+        grad_step: also take, every pass, a learned sign-gradient step per layer: ``Δ += head(x) − a_l ·
+            sign(∂‖G(w; Δ) − x‖²/∂Δ)`` (``a_l`` = ``step_gain[l]``, starting at 0, so an untrained network still
+            changes nothing). Without it the feed-forward heads alone learned nothing in hundreds of steps on
+            random batches (the image-specific part of their gradient is tiny and changes sign from batch to
+            batch); the gradient is computed per image (rows stay independent), with inputs detached. False
+            (the default here) keeps folders saved before this option loadable; :func:`build_hyper` and the
+            trainer turn it on.
     """
 
     arch = "hyper-encoder"
 
     def __init__(self, resolution: int = 32, img_channels: int = 1, layers: list[list[Any]] | None = None,
                  width: int = 32, max_width: int = 128, hidden: int = 128, rank: int = 8,
-                 delta_scale: float = 1.0) -> None:
+                 delta_scale: float = 1.0, grad_step: bool = False) -> None:
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two ≥ 8, got {resolution}")
@@ -151,6 +158,9 @@ class HyperNetwork(nn.Module):
             c, size = c_next, size // 2
         self.feat_channels, self.feat_size = c, size
         self.heads = nn.ModuleList(_DeltaHead(c, size, hidden, o, i, rank, self.delta_scale) for _, o, i in self.layer_specs)
+        self.grad_step = bool(grad_step)
+        if self.grad_step:
+            self.step_gain = nn.Parameter(torch.zeros(len(self.layer_specs)))
         self.to(memory_format=torch.channels_last)
 
     @property
@@ -160,7 +170,7 @@ class HyperNetwork(nn.Module):
     def config(self) -> dict[str, Any]:
         return {"arch": self.arch, "resolution": self.resolution, "img_channels": self.img_channels,
                 "layers": self.layer_specs, "width": self.width, "max_width": self.max_width,
-                "hidden": self.hidden, "rank": self.rank, "delta_scale": self.delta_scale}
+                "hidden": self.hidden, "rank": self.rank, "delta_scale": self.delta_scale, "grad_step": self.grad_step}
 
     def forward(self, image: Tensor, current_image: Tensor) -> dict[str, Tensor]:
         """One pass's offsets.
@@ -196,7 +206,7 @@ def check_layers_fit(net: HyperNetwork, G: nn.Module) -> None:
 
 def build_hyper(G: nn.Module, layers: str | list[str] | None = "auto", *, input_size: int | None = None,
                 width: int = 32, max_width: int = 128, hidden: int = 128, rank: int = 8,
-                delta_scale: float = 1.0) -> HyperNetwork:
+                delta_scale: float = 1.0, grad_step: bool = True) -> HyperNetwork:
     """A fresh hypernetwork shaped for ``G`` (input size: min(64, the generator's resolution) by default)."""
     from ganinv.generators.stylegan2_rowwise import conv_layers
 
@@ -207,7 +217,8 @@ def build_hyper(G: nn.Module, layers: str | list[str] | None = "auto", *, input_
     if size < 8 or size & (size - 1):
         raise InputError(f"--input-size must be a power of two ≥ 8, got {size}")
     return HyperNetwork(resolution=size, img_channels=int(G.channels), layers=specs, width=width,  # type: ignore[arg-type]
-                        max_width=max_width, hidden=hidden, rank=rank, delta_scale=delta_scale)
+                        max_width=max_width, hidden=hidden, rank=rank, delta_scale=delta_scale,
+                        grad_step=grad_step)
 
 
 def base_weights(G: nn.Module, names: list[str]) -> dict[str, Tensor]:
@@ -349,7 +360,10 @@ def run_hyper_passes(net: HyperNetwork, G: nn.Module, images: Tensor, pivot: Ten
                      passes: int) -> list[tuple[dict[str, Tensor], Tensor]]:
     """HyperStyle's iterative refinement: ``passes`` × (accumulated offsets ``{layer: Δ [B, out, in]}``, rendering
     ``[B, C, H, W]`` float32 in nominal [0, 1]); each pass sees the target and the previous rendering (detached)
-    and adds its offsets to the previous ones. The code stays the pivot ``[B, num_ws, w_dim]`` throughout."""
+    and adds its offsets to the previous ones. The code stays the pivot ``[B, num_ws, w_dim]`` throughout.
+
+    With ``net.grad_step`` each pass also adds ``−step_gain[l] · sign(g_l)``, ``g_l`` the gradient of each image's
+    squared error at the current offsets (computed here, with detached inputs, also under ``torch.no_grad``)."""
     from ganinv.generators.stylegan2_rowwise import synthesis_rows
 
     lo, hi = G.output_range  # type: ignore[attr-defined]
@@ -357,8 +371,16 @@ def run_hyper_passes(net: HyperNetwork, G: nn.Module, images: Tensor, pivot: Ten
     total: dict[str, Tensor] | None = None
     current = pivot_image
     out = []
+    names = net.layer_names
     for _ in range(passes):
         step = net(images, current.detach())
+        if getattr(net, "grad_step", False):
+            with torch.enable_grad():
+                at = {n: (images.new_zeros(images.shape[0], *base[n].shape[:2]) if total is None else total[n])
+                      .detach().requires_grad_(True) for n in names}
+                rendered = ((synthesis_rows(G, pivot.detach(), offset_weights(base, at)) - lo) / (hi - lo)).float()  # type: ignore[arg-type]
+                grads = torch.autograd.grad((rendered - images.detach()).square().sum(), [at[n] for n in names])
+            step = {n: step[n] - net.step_gain[j] * torch.sign(grads[j]) for j, n in enumerate(names)}
         total = step if total is None else {k: total[k] + step[k] for k in step}
         img = ((synthesis_rows(G, pivot, offset_weights(base, total)) - lo) / (hi - lo)).float()  # type: ignore[arg-type]
         out.append((total, img))

@@ -68,6 +68,7 @@ class HyperTrainConfig:
     hidden: int = 128
     rank: int = 8
     delta_scale: float = 1.0
+    grad_step: bool = True
     val_every: int = 250
     val_images: int = 200
     val_generated: int = 64
@@ -115,7 +116,7 @@ class HyperTrainer(BudgetedRun):
             state = read_checkpoint(self.ckpt_path)
             if state.get("kind") != "hyper":
                 raise InputError(f"{self.out} holds another kind of run; use another --out folder")
-            saved = HyperTrainConfig(**state["config"])
+            saved = HyperTrainConfig(**{"grad_step": False, **state["config"]})  # runs from before grad_step
             if saved.model != config.model:
                 raise InputError(f"{self.out} holds a hypernetwork run for {saved.model!r}, not {config.model!r}; "
                                  "use another --out folder")
@@ -176,7 +177,8 @@ class HyperTrainer(BudgetedRun):
         torch.manual_seed(config.seed)
         self.net: HyperNetwork = build_hyper(self.G, config.layers, input_size=config.input_size,
                                              width=config.width, max_width=config.max_width, hidden=config.hidden,
-                                             rank=config.rank, delta_scale=config.delta_scale).to(self.device)
+                                             rank=config.rank, delta_scale=config.delta_scale,
+                                             grad_step=config.grad_step).to(self.device)
         config.input_size = self.net.resolution
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.loss = CombinedLoss.from_spec(config.real_loss).to(self.device)
