@@ -346,3 +346,40 @@ def test_cli_invert_method_hyper_bad_inputs(digits, tmp_path):
     assert "runs no optimisation; drop --steps" in _one_line(_run(*base, "--encoder", ok, "--steps", "3"))
     assert "--domain do(es) not apply to --method hyper" in _one_line(_run(*base, "--encoder", ok, "--domain", "1"))
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_edit_interpolate_mix_take_the_inverting_network(digits, tmp_path):
+    """`edit IMAGES --method hyper --encoder HYPER` inverts with the hypernetwork (each code renders with its own
+    deltas); --method encoder takes a user's encoder folder; interpolate/mix refuse per-image tuned generators."""
+    import json
+
+    from ganinv import zoo
+    from ganinv.modelfile import save_pretrained
+    from ganinv.train.encoder import EncoderTrainConfig, build_encoder
+
+    G = zoo.load("mnist-stylegan2")
+    hyper = _hyper_for(G, tmp_path / "hyper")
+    out = tmp_path / "edit"
+    res = _run("edit", digits / "digit_0.png", "--method", "hyper", "--encoder", hyper, "--direction", "pca:0",
+               "--strengths", "0,2", "--out", out)
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "inverted" / "summary.json").read_text())
+    assert summary["method"] == "hyper" and (out / "inverted" / "digit_0.deltas.safetensors").is_file()
+    assert (out / "digit_0_edit.png").is_file()
+    enc = build_encoder(G, EncoderTrainConfig(width=8, max_width=16))
+    save_pretrained(enc, tmp_path / "enc", name="enc", kind="encoder",
+                    meta={"generator": {"name": "mnist-stylegan2", "fingerprint": generator_fingerprint(G)}})
+    res = _run("edit", digits / "digit_0.png", "--method", "encoder", "--encoder", tmp_path / "enc", "--direction",
+               "pca:0", "--strengths", "0,2", "--out", tmp_path / "edit2")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "edit2" / "inverted" / "summary.json").read_text())["method"] == "encoder"
+    a, b = digits / "digit_0.png", digits / "digit_1.png"
+    text = _one_line(_run("mix", a, b, "--method", "hyper", "--encoder", hyper, "--layers", "2-3", "--out",
+                          tmp_path / "m"))
+    assert "--method hyper tunes a separate generator for every image" in text
+    text = _one_line(_run("interpolate", a, b, "--encoder", tmp_path / "enc", "--out", tmp_path / "i"))
+    assert "--encoder names the network of --method encoder, hybrid or hyper, not optimize" in text
+    text = _one_line(_run("edit", a, "--method", "hyper", "--encoder", tmp_path / "enc", "--direction", "pca:0",
+                          "--out", tmp_path / "e3"))
+    assert "not a hypernetwork" in text
+    assert not any((tmp_path / d).exists() for d in ("m", "i", "e3"))

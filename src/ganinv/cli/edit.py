@@ -28,6 +28,7 @@ from ganinv.cli.invert import PasteSettings, check_out_dir, paste_into_photo, re
 from ganinv.cli.latents import (
     LATENT_SUFFIXES,
     Code,
+    EncoderOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
@@ -112,6 +113,7 @@ def edit(
                                        "along the direction; raw: strength 1 = one latent unit (InterFaceGAN's "
                                        "convention for a Gaussian z, where both agree).")] = "sigma",
     method: MethodOpt = "optimize",
+    encoder: EncoderOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
@@ -156,7 +158,7 @@ def edit(
         console.print(f"[yellow]note:[/] {escape(note)}")
     paste = framing.paste_settings(G.resolution)
     codes = load_codes(inputs, G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior,
-                       align=framing.align)
+                       align=framing.align, encoder=encoder)
     if paste is not None:
         lacking = [c.source for c in codes if c.alignment is None or c.photo is None]
         if lacking:

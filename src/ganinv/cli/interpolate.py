@@ -16,6 +16,7 @@ from ganinv.cli.common import console
 from ganinv.cli.groups import AlignOpt, Framing, ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
+    EncoderOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
@@ -41,6 +42,7 @@ def interpolate(
     how: Annotated[str, typer.Option("--how", help="lerp (straight line), slerp (great circle) or auto (slerp in "
                                      "z, lerp in w/w+).")] = "auto",
     method: MethodOpt = "optimize",
+    encoder: EncoderOpt = None,
     inversion_steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
@@ -65,7 +67,7 @@ def interpolate(
     G, name = model.load()
     G = G.to(dev)
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=inversion_steps, seed=seed, prior=prior,
-                        allow_pti=False, one_per_input=True, align=align)
+                        allow_pti=False, one_per_input=True, align=align, encoder=encoder)
     space = common_space([ca, cb], G)
     la, lb = convert_code(ca, space, G), convert_code(cb, space, G)
     kind = ("slerp" if space == "z" else "lerp") if how == "auto" else how

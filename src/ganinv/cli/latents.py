@@ -23,15 +23,21 @@ if TYPE_CHECKING:
 
 #: Latent-file suffixes (ganinv/NVIDIA .npz, .npy incl. ReStyle's pickled latents.npy, e4e/PTI/rosinality .pt).
 LATENT_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
-EDIT_METHODS = ("optimize", "encoder", "hybrid", "pti")
+EDIT_METHODS = ("optimize", "encoder", "hybrid", "pti", "hyper")
+#: The methods whose result renders with a per-image tuned generator (its weight deltas), not the shared one.
+TUNED_METHODS = ("pti", "hyper")
 #: Latent-prior weight used when images are inverted for editing (optimize/hybrid) and --prior is not given:
 #: on the held-out digits it kept 99% of classes at 35.0 dB (37.2 without) and let InterFaceGAN directions flip
 #: 86.9% of digits within 3σ (39.1% without) — benchmarks/editing.py, docs/editing.md. Chosen on 100 validation
 #: digits as the least of 0.001 / 0.003 / 0.01 that reaches 80% there (75.0% / 88.2% / 93.0%; ``--validation``).
 EDIT_PRIOR = 0.003
 
-MethodOpt = Annotated[str, typer.Option(help="How images are inverted first: optimize (default), encoder, hybrid "
-                                        "or pti (latent files are used as they are).")]
+MethodOpt = Annotated[str, typer.Option(help="How images are inverted first: optimize (default), encoder, "
+                                        "hybrid, pti or hyper (latent files are used as they are).")]
+EncoderOpt = Annotated[Optional[str], typer.Option(
+    help="The encoder that inverts images for --method encoder/hybrid (a folder from `ganinv train-encoder`, or a "
+    "bundled name; default: the bundled one for the model), or the hypernetwork for --method hyper (a folder "
+    "from `ganinv train-encoder --arch hyper --export`).")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Optimisation steps for inverting images (default: the "
                                                  "engine's).")]
 SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed of the inversion.")]
@@ -101,7 +107,8 @@ def _expand(inputs: list[Path]) -> list[Path]:
 
 def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path, *, method: str = "optimize",
                steps: int | None = None, seed: int | None = None, prior: float | None = None,
-               allow_pti: bool = True, one_per_input: bool = False, align: str = "none") -> list[Code]:
+               allow_pti: bool = True, one_per_input: bool = False, align: str = "none",
+               encoder: str | None = None) -> list[Code]:
     """Every input as :class:`Code` s for ``G``, in the order given.
 
     Latent files (any format :func:`ganinv.latentfiles.read_latents` reads: ganinv/NVIDIA ``.npz``, ``.npy``,
@@ -116,21 +123,37 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     ``align`` (``none``, ``face``, ``center``) frames images first (:func:`ganinv.cli.invert.load_targets`): a photo
     with several faces gives one code per face (``<stem>_face<k>``), each with its alignment. A ganinv ``.npz``
     holding one code and an ``alignment_json`` gives a code with that alignment and photo.
+
+    ``encoder``: the encoder (``encoder`` / ``hybrid``) or hypernetwork (``hyper``) that inverts the images, checked
+    against ``G`` before anything runs (None: the bundled one for ``G``). ``pti`` and ``hyper`` give codes that
+    render with their own tuned generator, so ``allow_pti=False`` refuses both.
     """
     from ganinv.cli.invert import load_targets, read_alignment, run_inversion, unique_stems
     from ganinv.latentfiles import read_latents
 
     if method not in EDIT_METHODS:
         raise InputError(f"unknown --method {method!r}; use one of {', '.join(EDIT_METHODS)}")
-    if method == "pti" and not allow_pti:
-        raise InputError("--method pti tunes a separate generator for every image, so codes of different images "
-                         "cannot be combined; use optimize, encoder or hybrid here")
+    if method in TUNED_METHODS and not allow_pti:
+        raise InputError(f"--method {method} tunes a separate generator for every image, so codes of different "
+                         "images cannot be combined; use optimize, encoder or hybrid here")
+    if encoder is not None and method not in ("encoder", "hybrid", "hyper"):
+        raise InputError(f"--encoder names the network of --method encoder, hybrid or hyper, not {method}")
     check_encoder_options(method, {k: v for k, v in (("steps", steps), ("prior", prior)) if v is not None})
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
         raise InputError(f"--prior must be a finite number ≥ 0, got {prior}")
     files = _expand(inputs)
     if not files:
         raise InputError("no inputs given: pass images, folders of images or latent files (.npz, .npy, .pt)")
+    net: Any = None
+    if any(p.suffix.lower() not in LATENT_SUFFIXES for p in files):  # images to invert: their network, checked now
+        if method in ("encoder", "hybrid"):
+            from ganinv.encoders import resolve_encoder
+
+            net = resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
+        elif method == "hyper":
+            from ganinv.encoders.hyper import resolve_hyper
+
+            net = resolve_hyper(encoder, G)
     # one entry per code: (input file, the code read from it or None for an image); stems from the codes' names
     entries: list[tuple[Path, FileCode | None]] = []
     for path in files:
@@ -195,7 +218,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
             prior = EDIT_PRIOR
         options = {k: v for k, v in {"steps": steps, "seed": seed, "prior": prior}.items() if v is not None}
         outcome = run_inversion(G, model_name, targets, out_dir / "inverted", options=options, method=method,
-                                title=f"{model_name} · inverted first ({method})")
+                                title=f"{model_name} · inverted first ({method})", encoder=net)
         r = outcome.result
         tuned_gs: list[Any] = [None] * len(targets)
         if r.deltas is not None:

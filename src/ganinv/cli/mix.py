@@ -15,6 +15,7 @@ from ganinv.cli.common import console
 from ganinv.cli.groups import AlignOpt, Framing, ModelChoice, Runtime
 from ganinv.cli.invert import check_out_dir
 from ganinv.cli.latents import (
+    EncoderOpt,
     MethodOpt,
     PriorOpt,
     SeedOpt,
@@ -37,6 +38,7 @@ def mix(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).",
                                           show_default=False)],
     method: MethodOpt = "optimize",
+    encoder: EncoderOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     prior: PriorOpt = None,
@@ -63,7 +65,7 @@ def mix(
     if rows is None:
         raise InputError("--layers is empty: give the w+ rows to take from B, e.g. 4-7")
     ca, cb = load_codes([a, b], G, name, out_dir, method=method, steps=steps, seed=seed, prior=prior,
-                        allow_pti=False, one_per_input=True, align=align)
+                        allow_pti=False, one_per_input=True, align=align, encoder=encoder)
     la, lb = convert_code(ca, "w+", G), convert_code(cb, "w+", G)
     mixed = mix_codes(la, lb, rows)
     tiles = torch.cat([render(G, la, "w+", ca.noise), render(G, lb, "w+", cb.noise),
