@@ -40,6 +40,8 @@ def _check_images(G: Generator, target: Tensor) -> Tensor:
     if not isinstance(target, Tensor) or target.dim() != 4:
         raise InputError(f"target must be an image batch [B, C, H, W], got "
                          f"{tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__}")
+    if target.shape[0] == 0:
+        raise InputError("target is an empty batch: give at least one image")
     want = (G.channels, G.resolution, G.resolution)
     if tuple(target.shape[1:]) != want:
         raise InputError(f"target images are {tuple(target.shape[1:])}, the generator makes {want} (C, H, W)")
