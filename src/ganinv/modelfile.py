@@ -31,6 +31,7 @@ from ganinv.modelconfig import (CONFIG_NAME, FORMAT, SUMMARY_KEY, WEIGHTS_NAME, 
 def architectures() -> dict[str, type[nn.Module]]:
     """Architecture name → class, for every module ganinv can build from a config."""
     from ganinv.classifier import DigitClassifier
+    from ganinv.encoders.hyper import HyperNetwork
     from ganinv.encoders.network import PyramidEncoder
     from ganinv.generators.dcgan import DCGANDiscriminator, DCGANGenerator
     from ganinv.generators.stylegan2 import StyleGAN2Generator
@@ -38,7 +39,7 @@ def architectures() -> dict[str, type[nn.Module]]:
     from ganinv.generators.stylegan3 import StyleGAN3Generator
 
     return {c.arch: c for c in (StyleGAN2Generator, StyleGAN3Generator, DCGANGenerator, DCGANDiscriminator,
-                                     StyleGAN2Discriminator, DigitClassifier, PyramidEncoder)}
+                                     StyleGAN2Discriminator, DigitClassifier, PyramidEncoder, HyperNetwork)}
 
 
 #: Largest whole number a model config may hold (sizes, counts, resolutions): real architectures stay far

@@ -41,12 +41,15 @@ def models() -> None:
             res = f"{h}×{w}×{c}"
             q = meta.get("quality")
             quality = (f"conf {q['confidence']:.2f}, FD {q['fd_ratio']:.1f}× floor" if q else "")
-        elif cfg.get("kind") == "encoder":
+        elif cfg.get("kind") in ("encoder", "hyper-encoder"):
             target = meta.get("generator", {})
-            spaces = f"→ {target.get('space', '?')} of {target.get('name', '?')}"
+            hyper = cfg.get("kind") == "hyper-encoder"
+            spaces = (f"Δ weights of {target.get('name', '?')}" if hyper
+                      else f"→ {target.get('space', '?')} of {target.get('name', '?')}")
             res = f"{cfg['config'].get('resolution', '?')}"
             best = meta.get("selected") or {}
-            vals = [v for k, v in sorted(best.items()) if k.startswith("val_psnr_")]
+            vals = ([best["val_pivot_psnr"]] if hyper and "val_pivot_psnr" in best else []) + \
+                [v for k, v in sorted(best.items()) if k.startswith("val_psnr_")]
             quality = ("val PSNR " + " → ".join(f"{v:.1f}" for v in vals) + " dB") if vals else ""
         else:
             spaces, res = "–", f"{cfg['config'].get('resolution', '?')}"
