@@ -116,6 +116,20 @@ def test_pti_download_carries_its_deltas(wb, tmp_path):
     assert sorted(p.name for p in out.files) == ["latent.deltas.safetensors", "latent.npz"]
 
 
+def test_the_bundled_hypernetwork_is_offered_for_its_generator(tmp_path):
+    from ganinv import zoo
+
+    G = zoo.load("mnist-stylegan2")
+    wb = Workbench(G, "mnist-stylegan2", tmp_path / "work", Limits())
+    assert "hyper" in wb.methods and "hyper" not in wb.edit_methods  # its codes render with their own deltas
+    x, _ = wb.read_image(digit_png(tmp_path / "d.png", size=32), "d.png")
+    out = wb.invert(x, method="hyper")
+    assert out.metrics["method"] == "hyper" and out.metrics["PSNR (dB)"] > 10
+    assert sorted(p.name for p in out.files) == ["latent.deltas.safetensors", "latent.npz"]
+    other = Workbench(zoo.load("mnist-dcgan"), "mnist-dcgan", tmp_path / "work2", Limits())
+    assert "hyper" not in other.methods
+
+
 def test_restore_simulated_and_real_observations(wb, tmp_path):
     x, _ = wb.read_image(digit_png(tmp_path / "d.png"), "d.png")
     out = wb.restore(x, task="inpaint", options={"box": (4, 4, 8, 8)}, hypotheses=2, steps=4)

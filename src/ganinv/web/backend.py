@@ -147,6 +147,7 @@ class Workbench:
         self._directions_lock = threading.Lock()
         self._labelled: tuple[Tensor, Tensor] | None = None
         self._encoder_checked: bool | None = None
+        self._hyper_checked: bool | None = None
         self._detector: Any = None
         self._detector_lock = threading.Lock()
 
@@ -170,6 +171,19 @@ class Workbench:
         return self._encoder_checked
 
     @property
+    def has_hyper(self) -> bool:
+        """Whether a bundled hypernetwork was trained for this generator (e.g. ``mnist-stylegan2-hyper``)."""
+        if self._hyper_checked is None:
+            try:
+                from ganinv.encoders.hyper import resolve_hyper
+
+                resolve_hyper(None, self.G)
+                self._hyper_checked = True
+            except GaninvError:
+                self._hyper_checked = False
+        return self._hyper_checked
+
+    @property
     def methods(self) -> list[str]:
         """Inversion methods that work with this generator."""
         out = ["optimize"]
@@ -177,13 +191,15 @@ class Workbench:
             out += ["encoder", "hybrid"]
         if "w" in self.G.latent_spaces:
             out.append("pti")
+        if self.has_hyper:
+            out.append("hyper")
         if self.G.feature_layers:
             out.append("multicode")
         return out
 
     @property
     def edit_methods(self) -> list[str]:
-        """Methods whose codes can be edited with the shared generator (PTI tunes a copy per image)."""
+        """Methods whose codes can be edited with the shared generator (PTI and hyper tune a copy per image)."""
         return [m for m in self.methods if m in ("optimize", "encoder", "hybrid")]
 
     @property
@@ -298,7 +314,8 @@ class Workbench:
             raise InputError(f"method {method!r} is not available for {self.name}; choose one of "
                              f"{', '.join(self.methods)}")
         options: dict[str, Any] = {}
-        if method != "encoder":  # one forward pass (plus refinement passes): nothing random, nothing to count
+        feed_forward = method in ("encoder", "hyper")  # passes of a network: nothing random, no steps to count
+        if not feed_forward:
             options.update(seed=int(seed), steps=self._check_steps(steps))
         if method == "optimize":
             space = space or self.G.default_space
@@ -318,7 +335,7 @@ class Workbench:
         if progress is not None:
             progress(0.0, f"{method}: starting")
         r = invert(self.G, target.to(self.G.device), method=method,
-                   callback=callback if method != "encoder" else None, **options)
+                   **({} if feed_forward else {"callback": callback}), **options)
         job = self.new_job()
         files = [Path(p) for p in r.save(job, ["latent"], num_ws=self.num_ws) if Path(p).suffix != ".png"]
         curve = None
