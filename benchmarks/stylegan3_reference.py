@@ -18,6 +18,10 @@ What it does, on CPU:
    input transform (max |diff|), and the gradient with respect to W+;
 4. times one forward (batch 1) and one forward + backward to W+ of each, alternating, best of ``--reps``.
 
+``--images-only`` stops after step 3's image comparisons: at 1024 px the backward pass through NVIDIA's
+pure-PyTorch reference ops needs more than 24 GB (it was killed for memory on a 23 GB machine). Each comparison
+is printed to stderr as it is measured.
+
 On CPU NVIDIA's ``filtered_lrelu`` / ``bias_act`` / ``upfirdn2d`` take their pure-PyTorch reference paths
 (``_filtered_lrelu_ref`` …) without building plugins. If ``pkg_resources`` (imported by their
 ``conv2d_gradfix`` for a version check) is missing, a stand-in offering ``parse_version`` is inserted.
@@ -109,18 +113,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mine = ours.synthesize(ours.truncate(ours.convert(z, "z", "w"), psi), "w")
         return float((mine - theirs).abs().max())
 
+    def record(key: str, value: float) -> None:
+        out[key] = value
+        print(f"{key}: {value:.3g}", file=sys.stderr, flush=True)
+
     with torch.no_grad():
         for psi in (1.0, 0.7):
-            out[f"max_abs_diff_psi{psi}"] = max(
+            record(f"max_abs_diff_psi{psi}", max(
                 both(torch.from_numpy(np.random.RandomState(s).randn(1, args.z_dim)).float(), psi)
-                for s in range(args.seeds))
-        out["max_abs_diff_batch3"] = both(torch.from_numpy(np.random.RandomState(99).randn(3, args.z_dim)).float())
+                for s in range(args.seeds)))
+        record("max_abs_diff_batch3", both(torch.from_numpy(np.random.RandomState(99).randn(3, args.z_dim)).float()))
         m = image_transform((3.0, -2.0), angle=17.0, resolution=args.resolution)
         ours.set_transform(m)
         ref.synthesis.input.transform.copy_(m)
-        out["max_abs_diff_transform"] = both(torch.from_numpy(np.random.RandomState(5).randn(1, args.z_dim)).float())
+        record("max_abs_diff_transform", both(torch.from_numpy(np.random.RandomState(5).randn(1, args.z_dim)).float()))
         ours.set_transform(None)
         ref.synthesis.input.transform.copy_(torch.eye(3))
+    if args.images_only:
+        return out
 
     ws = ours.convert(torch.randn(1, args.z_dim), "z", "w+").detach().requires_grad_(True)
     g_ours = torch.autograd.grad(ours.synthesis(ws).square().mean(), ws)[0]
@@ -156,6 +166,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--images-only", action="store_true",
+                    help="compare the images only (no gradient check, no timing: those need > 24 GB at 1024 px)")
     args = ap.parse_args()
     if not (args.reference_repo / "training" / "networks_stylegan3.py").is_file():
         ap.error(f"--reference-repo {args.reference_repo} has no training/networks_stylegan3.py")
