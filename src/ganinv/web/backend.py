@@ -146,8 +146,7 @@ class Workbench:
         self._directions: dict[tuple[str, int], Any] = {}
         self._directions_lock = threading.Lock()
         self._labelled: tuple[Tensor, Tensor] | None = None
-        self._encoder_checked: bool | None = None
-        self._hyper_checked: bool | None = None
+        self._bundled_found: dict[str, bool] = {}
         self._detector: Any = None
         self._detector_lock = threading.Lock()
 
@@ -157,31 +156,29 @@ class Workbench:
         """Latent spaces an image can be inverted into (``z``, ``w``, ``w+``)."""
         return [s for s in ("z", "w", "w+") if s in self.G.latent_spaces]
 
+    def _bundled(self, kind: str) -> bool:
+        """Whether a bundled network of ``kind`` (``"encoder"``, ``"hyper"``) was trained for this generator
+        (looked up once)."""
+        if kind not in self._bundled_found:
+            from ganinv.encoders import resolve_encoder
+            from ganinv.encoders.hyper import resolve_hyper
+
+            try:
+                (resolve_encoder if kind == "encoder" else resolve_hyper)(None, self.G)
+                self._bundled_found[kind] = True
+            except GaninvError:
+                self._bundled_found[kind] = False
+        return self._bundled_found[kind]
+
     @property
     def has_encoder(self) -> bool:
         """Whether a bundled encoder was trained for this generator."""
-        if self._encoder_checked is None:
-            try:
-                from ganinv.encoders import resolve_encoder
-
-                resolve_encoder(None, self.G)
-                self._encoder_checked = True
-            except GaninvError:
-                self._encoder_checked = False
-        return self._encoder_checked
+        return self._bundled("encoder")
 
     @property
     def has_hyper(self) -> bool:
         """Whether a bundled hypernetwork was trained for this generator (e.g. ``mnist-stylegan2-hyper``)."""
-        if self._hyper_checked is None:
-            try:
-                from ganinv.encoders.hyper import resolve_hyper
-
-                resolve_hyper(None, self.G)
-                self._hyper_checked = True
-            except GaninvError:
-                self._hyper_checked = False
-        return self._hyper_checked
+        return self._bundled("hyper")
 
     @property
     def methods(self) -> list[str]:
