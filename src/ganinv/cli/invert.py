@@ -368,6 +368,26 @@ def read_alignment(path: Path) -> tuple[Alignment, str] | None:
     return alignment, photo
 
 
+#: The methods that run a trained network (``--encoder`` names it): an image encoder, or a hypernetwork.
+NETWORK_METHODS = ("encoder", "hybrid", "hyper")
+
+
+def method_network(method: str, encoder: Any, G: Generator) -> Any:
+    """The network ``method`` runs on ``G``, checked before anything is inverted: the image encoder of
+    ``encoder``/``hybrid``, the hypernetwork of ``hyper`` (``encoder``: a module, folder or bundled name; None:
+    the bundled one trained for ``G``); None for the other methods. Raises :class:`InputError` /
+    :class:`UnknownModelError`: none bundled, another generator's, or the wrong kind of network."""
+    if method in ("encoder", "hybrid"):
+        from ganinv.encoders import resolve_encoder
+
+        return resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
+    if method == "hyper":
+        from ganinv.encoders.hyper import resolve_hyper
+
+        return resolve_hyper(encoder, G)  # refuses a non-StyleGAN2 model, a pyramid encoder, another generator's
+    return None
+
+
 def check_square(G: Generator) -> None:
     """Inputs are read as square images; a generator with non-square output cannot be inverted from files."""
     c, h, w = G.image_shape
@@ -958,7 +978,7 @@ def invert(
     wrong = [flag for flag, value, ok in (("--passes", passes, ("encoder", "hybrid", "hyper")),
                                           ("--domain", domain, ("hybrid",)),
                                           ("--pti-steps", pti_steps, ("pti",)), ("--rank", rank, ("pti",)),
-                                          ("--encoder", encoder, ("encoder", "hybrid", "hyper")),
+                                          ("--encoder", encoder, NETWORK_METHODS),
                                           ("--codes", codes, ("multicode",)), ("--layer", layer, ("multicode",)))
              if value is not None and method not in ok]
     if wrong:
@@ -988,15 +1008,7 @@ def invert(
         from ganinv.inverters.pose import PosedGenerator
 
         PosedGenerator(G, options.get("space", "w+"))  # a StyleGAN3, in w or w+: else one sentence
-    enc = None
-    if method in ("encoder", "hybrid"):
-        from ganinv.encoders import resolve_encoder
-
-        enc = resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
-    elif method == "hyper":
-        from ganinv.encoders.hyper import resolve_hyper
-
-        enc = resolve_hyper(encoder, G)  # refuses a non-StyleGAN2 model, a pyramid encoder, another generator's
+    enc = method_network(method, encoder, G)
 
     paths, problems = collect_images(inputs)
     failures = [{"input": str(p), "error": why} for p, why in problems]

@@ -128,7 +128,8 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     against ``G`` before anything runs (None: the bundled one for ``G``). ``pti`` and ``hyper`` give codes that
     render with their own tuned generator, so ``allow_pti=False`` refuses both.
     """
-    from ganinv.cli.invert import load_targets, read_alignment, run_inversion, unique_stems
+    from ganinv.cli.invert import NETWORK_METHODS, load_targets, method_network, read_alignment, run_inversion, \
+        unique_stems
     from ganinv.latentfiles import read_latents
 
     if method not in EDIT_METHODS:
@@ -136,7 +137,7 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     if method in TUNED_METHODS and not allow_pti:
         raise InputError(f"--method {method} tunes a separate generator for every image, so codes of different "
                          "images cannot be combined; use optimize, encoder or hybrid here")
-    if encoder is not None and method not in ("encoder", "hybrid", "hyper"):
+    if encoder is not None and method not in NETWORK_METHODS:
         raise InputError(f"--encoder names the network of --method encoder, hybrid or hyper, not {method}")
     check_encoder_options(method, {k: v for k, v in (("steps", steps), ("prior", prior)) if v is not None})
     if prior is not None and not (prior >= 0 and math.isfinite(prior)):
@@ -144,16 +145,8 @@ def load_codes(inputs: list[Path], G: Generator, model_name: str, out_dir: Path,
     files = _expand(inputs)
     if not files:
         raise InputError("no inputs given: pass images, folders of images or latent files (.npz, .npy, .pt)")
-    net: Any = None
-    if any(p.suffix.lower() not in LATENT_SUFFIXES for p in files):  # images to invert: their network, checked now
-        if method in ("encoder", "hybrid"):
-            from ganinv.encoders import resolve_encoder
-
-            net = resolve_encoder(encoder, G)  # refuses an encoder trained for another generator
-        elif method == "hyper":
-            from ganinv.encoders.hyper import resolve_hyper
-
-            net = resolve_hyper(encoder, G)
+    # images to invert: their network, checked now
+    net = method_network(method, encoder, G) if any(p.suffix.lower() not in LATENT_SUFFIXES for p in files) else None
     # one entry per code: (input file, the code read from it or None for an image); stems from the codes' names
     entries: list[tuple[Path, FileCode | None]] = []
     for path in files:

@@ -160,11 +160,10 @@ class Workbench:
         """Whether a bundled network of ``kind`` (``"encoder"``, ``"hyper"``) was trained for this generator
         (looked up once)."""
         if kind not in self._bundled_found:
-            from ganinv.encoders import resolve_encoder
-            from ganinv.encoders.hyper import resolve_hyper
+            from ganinv.cli.invert import method_network
 
             try:
-                (resolve_encoder if kind == "encoder" else resolve_hyper)(None, self.G)
+                method_network(kind, None, self.G)
                 self._bundled_found[kind] = True
             except GaninvError:
                 self._bundled_found[kind] = False
