@@ -374,7 +374,7 @@ def run_hyper_passes(net: HyperNetwork, G: nn.Module, images: Tensor, pivot: Ten
     names = net.layer_names
     for _ in range(passes):
         step = net(images, current.detach())
-        if getattr(net, "grad_step", False):
+        if net.grad_step:
             with torch.enable_grad():
                 at = {n: (images.new_zeros(images.shape[0], *base[n].shape[:2]) if total is None else total[n])
                       .detach().requires_grad_(True) for n in names}

@@ -255,7 +255,7 @@ def open_source(path: Path, fps: float | None = None) -> FrameSource:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         declared = int(stream.frames or 0)
-        rotation = _display_rotation(container, stream)
+        rotation = _display_rotation(container, stream, errors)
     except errors as exc:
         raise InputError(f"{path} is not a video PyAV can read ({_why(exc)})") from None
     finally:
@@ -273,13 +273,13 @@ def open_source(path: Path, fps: float | None = None) -> FrameSource:
     return FrameSource(info)
 
 
-def _display_rotation(container: Any, stream: Any) -> int:
+def _display_rotation(container: Any, stream: Any, errors: tuple[type[BaseException], ...]) -> int:
     """The display matrix's rotation of ``stream`` as a counter-clockwise quarter-turn (0, 90, 180, 270), read from
     its first frame (PyAV exposes the matrix on frames); 0 without one, or when nothing decodes (reported later).
     Angles between quarter-turns (no phone writes them) are rounded to the nearest."""
     try:
         frame = next(iter(container.decode(stream)), None)
-    except Exception:  # noqa: BLE001 — a damaged first frame is reported, with its index, when frames are read
+    except errors:  # PyAV's decoding errors: a damaged first frame is reported, with its index, when frames are read
         return 0
     angle = float(getattr(frame, "rotation", 0) or 0) if frame is not None else 0.0
     if not math.isfinite(angle):
