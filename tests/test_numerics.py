@@ -106,8 +106,10 @@ def test_non_finite_files_are_refused(G, tmp_path) -> None:
 
 
 class _Poison:
-    """An extra objective term that is NaN for the first row of the batch at one optimisation step (a sample
-    that diverges mid-run), zero otherwise."""
+    """An extra objective term that is NaN for the first row of the batch at one evaluation with gradient (a
+    sample that diverges mid-run), zero otherwise. Under Adam that evaluation is a step; under L-BFGS the
+    first one is the start point and the others are mostly line-search trials (the full step, evaluated with
+    its gradient for reuse)."""
 
     def __init__(self, at_call: int) -> None:
         self.calls, self.at = 0, at_call
@@ -122,9 +124,24 @@ class _Poison:
         return value
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
-def test_divergence_falls_back_to_the_best_iterate_of_that_sample_only(G, x, optimizer: str) -> None:
-    s = OptimizeSettings(steps=30, init="mean", optimizer=optimizer, lagging=None)  # no automatic rerun
+def test_lbfgs_rejects_a_nan_trial_and_flags_a_nan_start(G, x) -> None:
+    s = OptimizeSettings(steps=30, init="mean", optimizer="lbfgs", lagging=None)
+    clean = optimize(G, x, settings=s)
+    # a NaN at a line-search trial: the step is refused and the row backtracks, as for any bad step
+    tried = optimize(G, x, settings=s, extra_terms={"poison": _Poison(at_call=12)})
+    assert tried.metrics["diverged"].tolist() == [False, False, False] and tried.notes == []
+    assert torch.isfinite(tried.latent).all()
+    assert float(tried.metrics["loss"][0]) < 0.5 * float(tried.history["loss"][0][0])
+    torch.testing.assert_close(tried.latent[1:], clean.latent[1:], rtol=0, atol=1e-5)
+    # a NaN where the row starts: nothing to step from, so it is stopped there and said so
+    start = optimize(G, x, settings=s, extra_terms={"poison": _Poison(at_call=1)})
+    assert start.metrics["diverged"].tolist() == [True, False, False]
+    assert int(start.metrics["steps"][0]) == 0 and start.notes[0].startswith("target 0: the optimisation diverged")
+    torch.testing.assert_close(start.latent[1:], clean.latent[1:], rtol=0, atol=1e-5)
+
+
+def test_divergence_falls_back_to_the_best_iterate_of_that_sample_only(G, x) -> None:
+    s = OptimizeSettings(steps=30, init="mean", optimizer="adam", lagging=None)  # no automatic rerun
     clean = optimize(G, x, settings=s)
     poisoned = optimize(G, x, settings=s, extra_terms={"poison": _Poison(at_call=12)})
     assert poisoned.metrics["diverged"].tolist() == [True, False, False]
@@ -176,7 +193,7 @@ def test_cli_reports_divergence(G, tmp_path, monkeypatch) -> None:
 
     def poisoned(*args, **kwargs):
         args = list(args)
-        args[-1] = {"poison": _Poison(at_call=5)}  # extra_terms
+        args[-1] = {"poison": _Poison(at_call=1)}  # extra_terms: the start of d0 is NaN
         return original(*args, **kwargs)
 
     monkeypatch.setattr(opt, "_run_chunk", poisoned)

@@ -646,7 +646,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
                 x = x * scale
                 return [part.reshape(x.shape[0], *sh) for part, sh in zip(x.split(sizes, dim=1), shapes)]
 
-            def fn(x: Tensor, rows: Tensor) -> Tensor:
+            def fn(x: Tensor, rows: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
                 parts = unpack(x)
                 lat = parts.pop(0) if opt_latent else latent[rows].detach()
                 if noise is None:
@@ -654,11 +654,22 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
                 else:
                     nz = parts if opt_noise else [m[rows].detach() for m in noise]
                 total, terms, img = objective(lat, nz, y[rows], opt_noise)
-                if x.requires_grad:  # the gradient evaluation = the pre-update state
-                    record.update(total=total.detach(), terms=terms, img=img.detach(), lat=lat.detach().clone(),
-                                  param=lat.detach().clone(),
-                                  nz=[m.detach().clone() for m in nz] if nz is not None else None)
-                return total
+                if not x.requires_grad:  # a line-search trial: only its loss is needed
+                    return total, {}
+                # what the step loop records about a point, kept by the L-BFGS with its gradient
+                aux = {"total": total.detach(), "lat": lat.detach(),
+                       **{f"terms.{k}": v.detach() for k, v in terms.items()},
+                       **({f"nz.{i}": m.detach() for i, m in enumerate(nz)} if nz is not None else {})}
+                if callback is not None:
+                    aux["img"] = img.detach()
+                return total, aux
+
+            def record_of(aux: dict[str, Tensor]) -> dict[str, Any]:
+                """The step loop's record of the points the rows stepped from (see ``fn``)."""
+                nz_keys = sorted((k for k in aux if k.startswith("nz.")), key=lambda k: int(k[3:]))
+                return {"total": aux["total"], "lat": aux["lat"], "param": aux["lat"], "img": aux.get("img"),
+                        "terms": {k[6:]: v for k, v in aux.items() if k.startswith("terms.")},
+                        "nz": [aux[k] for k in nz_keys] if nz_keys else None}
 
             first = (s.lbfgs_first_step if s.lbfgs_first_step is not None else 0.1 * stats.total_std)
             x0 = torch.cat([p.detach().flatten(1) for p in params], dim=1) / scale
@@ -675,6 +686,7 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
             record.clear()
             if lbfgs is not None:
                 lbfgs.step(active)
+                record.update(record_of(lbfgs.aux))
                 with torch.no_grad():
                     for p, part in zip(params, unpack(lbfgs.x)):
                         p.copy_(part.view_as(p))
@@ -733,8 +745,13 @@ def _run_chunk(G: Generator, y: Tensor, init: Tensor, row_ids: Tensor, s: Optimi
                 stopped = (~active).nonzero().squeeze(1)
                 if stopped.numel():  # frozen at their best (Adam's momentum would move them on)
                     restore(stopped)
-                if lbfgs is not None:
-                    lbfgs.x = torch.cat([p.detach().flatten(1) for p in params], dim=1) / scale
+                if lbfgs is not None:  # rows moved here (restored, clipped) restart from where they are now
+                    cur = torch.cat([p.detach().flatten(1) for p in params], dim=1)
+                    moved = (cur != lbfgs.x * scale).any(1)
+                    if moved.any():
+                        x_new = lbfgs.x.clone()
+                        x_new[moved] = cur[moved] / scale
+                        lbfgs.x = x_new
                 full = {"loss": total, **terms}
                 for key, val in full.items():
                     row = history.setdefault(key, [])
