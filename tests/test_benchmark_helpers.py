@@ -65,3 +65,22 @@ def test_recovery_rows_name_their_own_machines_and_older_rows_the_earlier_run():
     text = inversion.recovery_machines_text(r)
     assert "`a` with 1 thread(s) in an earlier run" in text and "`b` with 2 thread(s) on P, 2026-11-27" in text
     assert inversion.recovery_machines_text({"recovery": [{"model": "a"}]}) == ""
+
+
+def test_grown_generator_is_a_64px_stylegan2_drawing_the_small_ones_images(tiny_sg2):
+    import torch
+
+    import train_encoder_any
+
+    G = tiny_sg2
+    big = train_encoder_any.grow_generator(G, G.resolution * 2)
+    assert big.resolution == 2 * G.resolution and big.num_ws == G.num_ws + 2
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in big.state_dict().items()
+               if k in G.state_dict() and v.shape == G.state_dict()[k].shape)
+    w = G.mapping(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0)))
+    small = G.synthesis(w[:, None].expand(-1, G.num_ws, -1), G.stored_noise())
+    large = big.synthesis(w[:, None].expand(-1, big.num_ws, -1), big.stored_noise())
+    # the added block draws nothing: the image is the small one, upsampled by the skip path's FIR filter
+    assert large.shape[-1] == 2 * small.shape[-1] and small.abs().mean() > 0.1
+    torch.testing.assert_close(large, big.to_rgbs[-1].upsample(small), rtol=0, atol=1e-6)
+    torch.testing.assert_close(big.w_avg, G.w_avg)
