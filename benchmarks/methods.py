@@ -77,15 +77,22 @@ def first_step_reaching(curve: list[float], target: float) -> int | None:
     return next((i for i, v in enumerate(curve) if v >= target), None)
 
 
-def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float) -> dict[str, Any]:
+def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float, wplus_seconds: float) -> dict[str, Any]:
     """Run the hybrid for half of W+ optimisation's steps and find the first step at which its mean PSNR
-    reaches ``target_psnr`` (W+ optimisation's final figure). The hybrid's default L-BFGS has no
-    schedule tied to the step count, so its first HYBRID_STEPS iterations are the table row's."""
+    reaches ``target_psnr`` (W+ optimisation's final figure); then time a hybrid run of exactly that many
+    steps (its wall time to W+'s PSNR, encoder passes included) against W+ optimisation's
+    ``wplus_seconds`` (measured in the same process). The hybrid's default L-BFGS has no schedule tied to
+    the step count, so a run's first k iterations are those of any longer run."""
     r = invert(G, images, method="hybrid", steps=HYBRID_LONG_STEPS)
     curve = psnr_curve(r)
-    return {"hybrid_long_steps": HYBRID_LONG_STEPS, "hybrid_long_psnr": float(r.metrics["psnr"].mean()),
-            "hybrid_steps_to_reach_wplus_psnr": first_step_reaching(curve, target_psnr),
-            "hybrid_psnr_curve": [round(v, 3) for v in curve]}
+    n = first_step_reaching(curve, target_psnr)
+    out = {"hybrid_long_steps": HYBRID_LONG_STEPS, "hybrid_long_psnr": float(r.metrics["psnr"].mean()),
+           "hybrid_steps_to_reach_wplus_psnr": n, "hybrid_psnr_curve": [round(v, 3) for v in curve]}
+    if n:
+        short, sec = timed(lambda: invert(G, images, method="hybrid", steps=n))
+        out.update(hybrid_reach_psnr=float(short.metrics["psnr"].mean()), hybrid_reach_seconds=sec,
+                   wplus_seconds=wplus_seconds, hybrid_reach_time_fraction=sec / wplus_seconds)
+    return out
 
 
 def encoder_rate(G: Any, seconds: float = 4.0, batch: int = 256) -> dict[str, float]:
@@ -123,8 +130,14 @@ def main() -> None:
                     help="re-measure only what depends on the encoder (encoder, refinement, hybrid rows and the "
                          "encoder throughput), keeping the optimisation and PTI rows of benchmarks/results/"
                          "methods.json (for a retrained encoder of the same generator)")
+    ap.add_argument("--hybrid-rows-only", action="store_true",
+                    help="re-measure only W+ optimisation and the hybrid in one process (the hybrid's time to W+'s "
+                         "PSNR against W+'s time), keeping the other rows of benchmarks/results/methods.json")
     args = ap.parse_args()
     out_json = ROOT / "benchmarks" / "results" / "methods.json"
+    if args.hybrid_rows_only:
+        rerun_hybrid_rows(json.loads(out_json.read_text()), args, out_json)
+        return
     if args.render_only:
         write(json.loads(out_json.read_text()), out_json)
         return
@@ -190,7 +203,7 @@ def main() -> None:
         "hybrid": {"steps": HYBRID_STEPS, "wplus_steps": W_STEPS, "hybrid_psnr": hybrid_psnr,
                    "wplus_psnr": wp_row["psnr"], "wplus_steps_to_reach_hybrid_psnr": reach,
                    "wplus_psnr_curve": [round(v, 3) for v in curve],
-                   **hybrid_reach(G, images, wp_row["psnr"])},
+                   **hybrid_reach(G, images, wp_row["psnr"], wp_row["seconds"])},
         "pti": {"steps": args.pti_steps, "stop_psnr": args.pti_stop_psnr,
                 "delta_bytes_mean": sum(sizes) / max(1, len(sizes)), "generator_file_bytes": gen_file.stat().st_size,
                 "generator_parameter_bytes": gen_params, "rank": pti_settings.rank,
@@ -222,10 +235,45 @@ def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_js
     hyb = results["hybrid"]
     hyb["hybrid_psnr"] = fresh["hybrid (encoder + optimisation)"]["psnr"]
     hyb["wplus_steps_to_reach_hybrid_psnr"] = first_step_reaching(hyb["wplus_psnr_curve"], hyb["hybrid_psnr"])
-    hyb.update(hybrid_reach(G, images, hyb["wplus_psnr"]))
+    wp_row = next(r for r in results["rows"] if r["method"] == "optimisation (W+)")
+    hyb.update(hybrid_reach(G, images, hyb["wplus_psnr"], wp_row["seconds"]))
     torch.set_num_threads(args.rate_threads)
     results["encoder_images_per_s"] = {**encoder_rate(G), "threads": args.rate_threads}
     results["encoder_rows_remeasured"] = {"torch": torch.__version__, "platform": platform.platform()}
+    write(results, out_json)
+
+
+def rerun_hybrid_rows(results: dict[str, Any], args: argparse.Namespace, out_json: Path) -> None:
+    """Re-measure, in one process, W+ optimisation (its time; its result is deterministic) and the hybrid
+    (its row and where it reaches W+'s PSNR, in steps and in wall time), keeping the other rows."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    G = zoo.load(results["model"])
+    classifier = zoo.load_classifier()
+    images, _ = heldout_subset(results["images"])
+    fresh = {}
+    name = "optimisation (W+)"
+    wp_res, wp_sec = timed(lambda: invert(G, images, space=G.default_space, steps=W_STEPS))
+    fresh[name] = row(name, wp_res, images, classifier, wp_sec, str(W_STEPS))
+    name = "hybrid (encoder + optimisation)"
+    hyb_res, hyb_sec = timed(lambda: invert(G, images, method="hybrid", steps=HYBRID_STEPS))
+    fresh[name] = row(name, hyb_res, images, classifier, hyb_sec, HYBRID_LABEL)
+    for r in fresh.values():
+        print(f"{r['method']:<34} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  class kept {r['class_kept']:6.1%}  "
+              f"{r['seconds_per_image']:.3f} s/image", flush=True)
+    results["rows"] = [fresh.get(r["method"], r) for r in results["rows"]]
+    hyb = results["hybrid"]
+    curve = psnr_curve(wp_res)
+    hyb.update(hybrid_psnr=fresh[name]["psnr"], wplus_psnr=fresh["optimisation (W+)"]["psnr"],
+               wplus_psnr_curve=[round(v, 3) for v in curve],
+               wplus_steps_to_reach_hybrid_psnr=first_step_reaching(curve, fresh[name]["psnr"]))
+    hyb.update(hybrid_reach(G, images, hyb["wplus_psnr"], wp_sec))
+    pti = next((r for r in results["rows"] if r["method"].startswith("PTI")), None)
+    if pti is not None:
+        results["pti"]["gain_over_wplus_db"] = pti["psnr"] - hyb["wplus_psnr"]
+    print(json.dumps({k: v for k, v in hyb.items() if not k.endswith("curve")}, indent=2), flush=True)
+    results["hybrid_rows_remeasured"] = {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                                         "platform": platform.platform()}
     write(results, out_json)
 
 
@@ -238,13 +286,20 @@ def write(results: dict[str, Any], out_json: Path) -> None:
 
 
 def hybrid_reach_sentence(h: dict[str, Any]) -> str:
-    """Where the hybrid reaches W+ optimisation's final PSNR (the issue's ≤ 1/5-of-the-steps target)."""
+    """Where the hybrid reaches W+ optimisation's final PSNR: in steps, and in wall time against W+
+    optimisation's (the ≤ 1/10 target of issue 24) when that was measured."""
     n = h.get("hybrid_steps_to_reach_wplus_psnr")
     if n:
         ratio = h["wplus_steps"] / n
-        verdict = "within" if ratio >= 5 else f"{n - h['wplus_steps'] // 5} iteration(s) over"
-        return (f"; the hybrid reaches W+ optimisation's {h['wplus_psnr']:.2f} dB after {n} iterations "
-                f"(1/{ratio:.2f} of W+'s steps, {verdict} the ≤ 1/5 target)")
+        out = (f"; the hybrid reaches W+ optimisation's {h['wplus_psnr']:.2f} dB after {n} iterations "
+               f"(1/{ratio:.2f} of W+'s steps")
+        if "hybrid_reach_time_fraction" in h:
+            frac = h["hybrid_reach_time_fraction"]
+            verdict = "within" if frac <= 0.1 else "short of"
+            out += (f"; a {n}-iteration hybrid run, encoder passes included, takes {h['hybrid_reach_seconds']:.1f} s "
+                    f"for {h['hybrid_reach_psnr']:.2f} dB against W+ optimisation's {h['wplus_seconds']:.1f} s: "
+                    f"1/{1 / frac:.2f} of its wall time, {verdict} the ≤ 1/10 target")
+        return out + ")"
     if "hybrid_long_steps" in h:
         return (f"; in {h['hybrid_long_steps']} iterations the hybrid does not reach W+ optimisation's "
                 f"{h['wplus_psnr']:.2f} dB ({h['hybrid_long_psnr']:.2f} dB)")
@@ -311,13 +366,23 @@ def render(r: dict[str, Any]) -> str:
         "then refinement passes that see the current reconstruction); hybrid starts at the encoder's code "
         "(5 passes) and runs a fifth of the steps of the engine's per-row L-BFGS (100 curvature pairs, W+ "
         "coordinates rescaled by the generator's Gauss-Newton diagonal to the power -0.75, stored noise maps; "
-        "each iteration also spends ~1.5 forward-only line-search evaluations, and the diagonal costs 512 "
+        "each iteration is one forward and one backward pass — the line search's full step is evaluated with "
+        "its gradient, which the next iteration reuses, and the ~3 % of rows that backtrack add forward-only "
+        "trials — and the diagonal costs 512 "
         "backward passes of the generator once per process, all included in its time); PTI tunes low-rank "
         "weight deltas of the synthesis network "
         "from the W row's codes (its pivots), stopping an image at its PSNR target or after the step limit "
         f"({r['pti'].get('stop_psnr')} dB, {r['pti'].get('steps')} steps). PTI's time "
         "includes its pivot's.", "",
     ] + ([
+        "The W+ optimisation and hybrid rows were re-measured together in one process (`--hybrid-rows-only`, "
+        f"{r['hybrid_rows_remeasured'].get('threads', '?')} threads) after the engine's L-BFGS began reusing its "
+        "line search's gradient. The W+ row runs today's defaults — per-row L-BFGS (10 curvature pairs, "
+        "preconditioned), stored noise maps, best-of-64 start — and so reaches more than the Adam run it "
+        "replaced (39.84 dB then); the W and PTI rows are from the earlier full run (Adam with NVIDIA's "
+        "schedule, noise optimised jointly), and the times of rows measured in different runs are not comparable "
+        "(the shared machine's load moved between them).", ""]
+        if r.get("hybrid_rows_remeasured") else []) + ([
         "The encoder, refinement and hybrid rows and the encoder throughput were re-measured "
         "(`--encoder-rows-only`) after the bundled encoder was retrained for the same generator and the hybrid's "
         "optimiser became a preconditioned L-BFGS; the optimisation and PTI rows, which use neither, are from the "
