@@ -87,7 +87,9 @@ def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float, wplus_seconds
     curve = psnr_curve(r)
     n = first_step_reaching(curve, target_psnr)
     out = {"hybrid_long_steps": HYBRID_LONG_STEPS, "hybrid_long_psnr": float(r.metrics["psnr"].mean()),
-           "hybrid_steps_to_reach_wplus_psnr": n, "hybrid_psnr_curve": [round(v, 3) for v in curve]}
+           "hybrid_steps_to_reach_wplus_psnr": n, "hybrid_psnr_curve": [round(v, 3) for v in curve],
+           "hybrid_reach_psnr": None, "hybrid_reach_seconds": None, "wplus_seconds": wplus_seconds,
+           "hybrid_reach_time_fraction": None}  # (None: never reached, or at the start already)
     if n:
         short, sec = timed(lambda: invert(G, images, method="hybrid", steps=n))
         out.update(hybrid_reach_psnr=float(short.metrics["psnr"].mean()), hybrid_reach_seconds=sec,
@@ -212,13 +214,25 @@ def main() -> None:
     write(results, out_json)
 
 
-def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_json: Path) -> None:
-    """Replace the encoder-dependent rows of ``results`` with fresh measurements (same images, same settings)."""
+def rerun_setup(results: dict[str, Any], args: argparse.Namespace) -> tuple[Any, torch.nn.Module, torch.Tensor]:
+    """What a partial re-measurement needs: the record's generator, the classifier, its held-out images."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    G = zoo.load(results["model"])
-    classifier = zoo.load_classifier()
     images, _ = heldout_subset(results["images"])
+    return zoo.load(results["model"]), zoo.load_classifier(), images
+
+
+def replace_rows(results: dict[str, Any], fresh: dict[str, dict[str, Any]]) -> None:
+    """Print the re-measured rows and put them in place of the record's rows of the same method."""
+    for r in fresh.values():
+        print(f"{r['method']:<34} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  class kept {r['class_kept']:6.1%}  "
+              f"{r['seconds_per_image']:.3f} s/image", flush=True)
+    results["rows"] = [fresh.get(r["method"], r) for r in results["rows"]]
+
+
+def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_json: Path) -> None:
+    """Replace the encoder-dependent rows of ``results`` with fresh measurements (same images, same settings)."""
+    G, classifier, images = rerun_setup(results, args)
     fresh = {}
     enc_res, enc_sec = timed(lambda: invert(G, images, method="encoder"))
     fresh["encoder (1 pass)"] = row("encoder (1 pass)", enc_res, images, classifier, enc_sec, "1 pass")
@@ -228,10 +242,7 @@ def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_js
     name = "hybrid (encoder + optimisation)"
     hyb_res, hyb_sec = timed(lambda: invert(G, images, method="hybrid", steps=HYBRID_STEPS))
     fresh[name] = row(name, hyb_res, images, classifier, hyb_sec, HYBRID_LABEL)
-    for r in fresh.values():
-        print(f"{r['method']:<34} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  class kept {r['class_kept']:6.1%}  "
-              f"{r['seconds_per_image']:.3f} s/image", flush=True)
-    results["rows"] = [fresh.get(r["method"], r) for r in results["rows"]]
+    replace_rows(results, fresh)
     hyb = results["hybrid"]
     hyb["hybrid_psnr"] = fresh["hybrid (encoder + optimisation)"]["psnr"]
     hyb["wplus_steps_to_reach_hybrid_psnr"] = first_step_reaching(hyb["wplus_psnr_curve"], hyb["hybrid_psnr"])
@@ -246,11 +257,7 @@ def rerun_encoder_rows(results: dict[str, Any], args: argparse.Namespace, out_js
 def rerun_hybrid_rows(results: dict[str, Any], args: argparse.Namespace, out_json: Path) -> None:
     """Re-measure, in one process, W+ optimisation (its time; its result is deterministic) and the hybrid
     (its row and where it reaches W+'s PSNR, in steps and in wall time), keeping the other rows."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    G = zoo.load(results["model"])
-    classifier = zoo.load_classifier()
-    images, _ = heldout_subset(results["images"])
+    G, classifier, images = rerun_setup(results, args)
     fresh = {}
     name = "optimisation (W+)"
     wp_res, wp_sec = timed(lambda: invert(G, images, space=G.default_space, steps=W_STEPS))
@@ -258,10 +265,7 @@ def rerun_hybrid_rows(results: dict[str, Any], args: argparse.Namespace, out_jso
     name = "hybrid (encoder + optimisation)"
     hyb_res, hyb_sec = timed(lambda: invert(G, images, method="hybrid", steps=HYBRID_STEPS))
     fresh[name] = row(name, hyb_res, images, classifier, hyb_sec, HYBRID_LABEL)
-    for r in fresh.values():
-        print(f"{r['method']:<34} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}  class kept {r['class_kept']:6.1%}  "
-              f"{r['seconds_per_image']:.3f} s/image", flush=True)
-    results["rows"] = [fresh.get(r["method"], r) for r in results["rows"]]
+    replace_rows(results, fresh)
     hyb = results["hybrid"]
     curve = psnr_curve(wp_res)
     hyb.update(hybrid_psnr=fresh[name]["psnr"], wplus_psnr=fresh["optimisation (W+)"]["psnr"],
@@ -293,7 +297,7 @@ def hybrid_reach_sentence(h: dict[str, Any]) -> str:
         ratio = h["wplus_steps"] / n
         out = (f"; the hybrid reaches W+ optimisation's {h['wplus_psnr']:.2f} dB after {n} iterations "
                f"(1/{ratio:.2f} of W+'s steps")
-        if "hybrid_reach_time_fraction" in h:
+        if h.get("hybrid_reach_time_fraction") is not None:
             frac = h["hybrid_reach_time_fraction"]
             verdict = "within" if frac <= 0.1 else "short of"
             out += (f"; a {n}-iteration hybrid run, encoder passes included, takes {h['hybrid_reach_seconds']:.1f} s "
