@@ -399,3 +399,28 @@ def test_a_video_without_a_face_is_one_clear_error(detector, digit_video, tmp_pa
     model = save_pretrained(G, tmp_path / "tiny", name="tiny", kind="generator")
     msg = one_error(run("invert-video", digit_video, "-o", tmp_path / "o", "--model", model, *FAST))
     assert "no face" in msg and "--align center" in msg
+
+
+def test_resuming_across_a_change_of_orientation_is_refused(tmp_path):
+    """A run on a rotated video made before display rotations were read (no ``source.rotation``) read its
+    frames as stored: resuming it now would mix orientations. An unrotated video resumes as before."""
+    from ganinv.errors import InputError
+    from ganinv.video.runner import FORMAT, MANIFEST, check_manifest
+
+    def manifest(**source):
+        return {"format": FORMAT, "source": {"kind": "video", "size_bytes": 10, "digest": "ab", **source}}
+
+    for old, new, resumes in (({}, {"rotation": 0}, True), ({"rotation": 0}, {"rotation": 0}, True),
+                              ({}, {"rotation": 90}, False), ({"rotation": 90}, {"rotation": 270}, False)):
+        out = tmp_path / f"{old}-{new}".replace(" ", "")
+        out.mkdir()
+        (out / MANIFEST).write_text(json.dumps(manifest(**old)))
+        before = (out / MANIFEST).read_bytes()
+        if resumes:
+            assert check_manifest(out, manifest(**new)) is True
+        else:
+            with pytest.raises(InputError, match="orientation differs") as exc:
+                check_manifest(out, manifest(**new))
+            assert f"{new['rotation']}° here" in str(exc.value)
+            assert ("did not read display rotations" in str(exc.value)) == ("rotation" not in old)
+        assert (out / MANIFEST).read_bytes() == before

@@ -203,6 +203,13 @@ def check_manifest(out_dir: Path, manifest: dict[str, Any]) -> bool:
         if old.get("format") != FORMAT:
             raise InputError(f"{path} is not a ganinv video manifest; choose another --out")
         diffs = []
+        # frames are read turned by the display rotation since the manifest recorded it; a run made before
+        # (no entry) read them as stored, so the frames of the two runs would not line up
+        turned = [_get(m, "source.rotation") for m in (old, manifest)]
+        if (turned[0] or 0) != (turned[1] or 0):
+            there = (f"{turned[0]}°" if turned[0] is not None
+                     else "none (made by a ganinv that did not read display rotations)")
+            diffs.append(f"the frames' orientation differs (display rotation {there} there, {turned[1] or 0}° here)")
         for key, flag in _MATCHED.items():
             a, b = _get(old, key), _get(manifest, key)
             if a != b:
