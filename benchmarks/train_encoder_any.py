@@ -68,16 +68,28 @@ def grow_generator(G: Any, resolution: int) -> Any:
     return big.eval().requires_grad_(False)
 
 
+def resize_digits(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Digits ``[N, 1, R, R]`` in [0, 1] bilinearly resized to ``size``×``size`` (as they are when ``R == size``):
+    the training PNGs and the benchmark digits go through this same resize."""
+    if size == images.shape[-1]:
+        return images
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear",
+                                           align_corners=False).clamp(0, 1)
+
+
+def result_path(size: int) -> Path:
+    """The record of the ``size``-px measurement: ``train_encoder_any.json`` (32 px) or ``..._SIZE.json``."""
+    return ROOT / "benchmarks" / "results" / ("train_encoder_any.json" if size == 32 else
+                                               f"train_encoder_any_{size}.json")
+
+
 def write_digits(folder: Path, n: int, size: int = 32) -> int:
     """``n`` MNIST train digits (``n // 10`` per class, 32×32 as the bundled models see them, bilinearly
     resized to ``size``×``size``) as ``folder/<class>/<i>.png``; returns the count."""
-    import torch.nn.functional as F
-
     from ganinv.data import mnist
 
     images, labels = mnist("train")
-    if size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    images = resize_digits(images, size)
     per = n // 10
     count = 0
     for c in range(10):
@@ -124,9 +136,9 @@ def main() -> None:
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "train-encoder-any.md")
     ap.add_argument("--doc-only", action="store_true", help="rewrite --doc from the records and stop")
     args = ap.parse_args()
-    tag = "" if args.size == 32 else f"_{args.size}"
-    args.work = args.work or ROOT / "runs" / f"bench-train-encoder-any{tag.replace('_', '-')}"
-    args.out = args.out or ROOT / "benchmarks" / "results" / f"train_encoder_any{tag}.json"
+    args.work = args.work or ROOT / "runs" / ("bench-train-encoder-any" if args.size == 32 else
+                                              f"bench-train-encoder-any-{args.size}")
+    args.out = args.out or result_path(args.size)
     if args.doc_only:
         write_doc(*records(), args.doc)
         return
@@ -162,10 +174,7 @@ def main() -> None:
     user = load_user_images([str(digits)], 1, G.resolution, seed=meta["recipe"]["seed"],
                             val_fraction=meta["recipe"]["val_fraction"], max_val=meta["recipe"]["val_images"])
     held = user.val  # the held-out PNGs, read back by ganinv's reader (the run's own split)
-    bench, _ = heldout_subset(200)
-    if G.resolution != bench.shape[-1]:
-        bench = torch.nn.functional.interpolate(bench, size=G.image_shape[1:], mode="bilinear",
-                                                align_corners=False).clamp(0, 1)
+    bench = resize_digits(heldout_subset(200)[0], G.resolution)
     result = {
         "command": " ".join(["ganinv", *cmd[3:]]).replace(str(work) + "/", ""),
         "passes": args.passes,
@@ -195,14 +204,10 @@ def row(label: str, m: dict[str, float], passes: int) -> str:
     return "| " + " | ".join([label, *cells]) + " |"
 
 
-RESULTS = ROOT / "benchmarks" / "results"
-
-
 def records() -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The 32 px record and the 64 px one (None until ``--size 64`` has run)."""
-    r64 = RESULTS / "train_encoder_any_64.json"
-    return (json.loads((RESULTS / "train_encoder_any.json").read_text()),
-            json.loads(r64.read_text()) if r64.is_file() else None)
+    r64 = result_path(64)
+    return json.loads(result_path(32).read_text()), json.loads(r64.read_text()) if r64.is_file() else None
 
 
 def section_64(r: dict[str, Any] | None) -> str:
