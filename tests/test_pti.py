@@ -34,12 +34,23 @@ def render(G, latent, space):
     return ((G._native(latent, space, None) - lo) / (hi - lo)).clamp(0, 1)
 
 
-@pytest.mark.parametrize("which", ["sg2", "dcgan"])
+def tiny_sg3(cfg: str):
+    """A 16 px StyleGAN3-T or -R with random weights (its resampling runs through custom autograd functions,
+    which PTI's per-image ``vmap`` has to see through)."""
+    from ganinv.generators.stylegan3 import StyleGAN3Generator, stylegan3_r_config
+
+    torch.manual_seed(3)
+    config = (stylegan3_r_config(16, z_dim=16, w_dim=16, channel_base=512, channel_max=32) if cfg == "r" else
+              dict(resolution=16, z_dim=16, w_dim=16, channel_base=256, channel_max=16))
+    return StyleGAN3Generator(**config).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("which", ["sg2", "dcgan", "sg3-t", "sg3-r"])
 def test_pti_beats_pivot_and_deltas_reapply_bit_exactly(which, tiny_sg2, tiny_dcgan, tmp_path):
-    G = tiny_sg2 if which == "sg2" else tiny_dcgan
+    G = {"sg2": tiny_sg2, "dcgan": tiny_dcgan}.get(which) or tiny_sg3(which[-1])
     x = targets(G)
     r = invert(G, x, method="pti", steps=40, lr=1e-2, rank=2, stop_psnr=None, pivot={"steps": 20})
-    assert r.method == "pti" and r.space == ("w" if which == "sg2" else "z")
+    assert r.method == "pti" and r.space == ("z" if which == "dcgan" else "w")
     assert r.deltas is not None and len(r.deltas) == 3
     assert (r.metrics["psnr"] > r.metrics["pivot_psnr"]).all()
     paths = r.save(tmp_path, ["a", "b", "c"], num_ws=getattr(G, "num_ws", None))

@@ -254,14 +254,33 @@ def _downsample_forward(x: Tensor, f: Tensor, down: int) -> Tensor:
     return F.conv2d(x.contiguous(memory_format=_CL), k.expand(c, 1, ly, lx), stride=down, groups=c)
 
 
+def _fold_vmap(fn: Any, in_dims: tuple[int | None, ...], x: Tensor, f: Tensor, *rest: Any) -> tuple[Tensor, int]:
+    """The ``torch.func.vmap`` rule of :class:`_Upsample` / :class:`_Downsample`: both are depthwise over the
+    image batch, so a vmapped batch of images (PTI renders one tuned generator per image this way) is folded
+    into the image batch, resampled in one call, and unfolded. The filter is a buffer, never vmapped."""
+    if in_dims[1] is not None:
+        raise NotImplementedError("vmap over the resampling filter itself")
+    x = x.movedim(in_dims[0], 0)
+    return fn.apply(x.flatten(0, 1), f, *rest).unflatten(0, x.shape[:2]), 0
+
+
 class _Upsample(torch.autograd.Function):
     """``upfirdn2d`` with ``up``: zero-stuff ``x`` by ``up``, pad by ``padding``, convolve with ``f``."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, f: Tensor, up: int, padding: tuple[int, int, int, int]) -> Tensor:
+    def forward(x: Tensor, f: Tensor, up: int, padding: tuple[int, int, int, int]) -> Tensor:
+        return _upsample_forward(x, f, up, padding)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        _, f, up, padding = inputs
         ctx.save_for_backward(f)
         ctx.up, ctx.padding = up, padding
-        return _upsample_forward(x, f, up, padding)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], x: Tensor, f: Tensor, up: int,
+             padding: tuple[int, int, int, int]) -> tuple[Tensor, int]:
+        return _fold_vmap(_Upsample, in_dims, x, f, up, padding)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
@@ -277,10 +296,18 @@ class _Downsample(torch.autograd.Function):
     """``upfirdn2d`` with ``down``: convolve ``x`` with ``f`` (no padding), keep every ``down``-th pixel."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, f: Tensor, down: int) -> Tensor:
+    def forward(x: Tensor, f: Tensor, down: int) -> Tensor:
+        return _downsample_forward(x, f, down)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, f, down = inputs
         ctx.save_for_backward(f)
         ctx.down, ctx.in_shape = down, tuple(x.shape[2:])
-        return _downsample_forward(x, f, down)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, ...], x: Tensor, f: Tensor, down: int) -> tuple[Tensor, int]:
+        return _fold_vmap(_Downsample, in_dims, x, f, down)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
@@ -362,7 +389,7 @@ def filtered_leaky_relu(x: Tensor, up_filter: Tensor | None, down_filter: Tensor
     fresh = x is not src  # a new tensor: safe (also under autograd) to modify in place
     if clamp is not None:
         lo = -clamp / slope if slope > 0 else -clamp
-        x = x.clamp_(lo, clamp) if fresh else x.clamp(lo, clamp)
+        x = x.clamp_min_(lo).clamp_max_(clamp) if fresh else x.clamp(lo, clamp)  # (clamp_ has no vmap rule)
         fresh = True
     if slope != 1.0:
         x = F.leaky_relu_(x, slope) if fresh else F.leaky_relu(x, slope)
