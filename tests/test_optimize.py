@@ -25,7 +25,7 @@ from ganinv.generators.wrap import wrap
 from ganinv.inverters import InversionResult, OptimizeSettings, invert, optimize
 from ganinv.inverters.lbfgs import BatchedLBFGS
 from ganinv.inverters.optimize import (NOISE_MODES, PRESETS, auto_batch_size, latent_curvature, latent_stats,
-                                       learning_rate_factor)
+                                       learning_rate_factor, preconditioner_scale)
 
 # Every knob that changes the result, pinned (defaults are being tuned elsewhere).
 BASE: dict = dict(steps=20, optimizer="adam", lr=0.1, loss="mse", init="mean", restarts=1, noise="fixed",
@@ -423,6 +423,27 @@ def test_lbfgs_preconditioner_fixes_a_stiff_problem_and_is_validated():
     for bad in (-0.5, 2.5, float("nan")):
         with pytest.raises(InputError, match="lbfgs_precondition"):
             run(G, y, lbfgs_precondition=bad, **kw)
+
+
+def test_a_coordinate_the_rendering_ignores_does_not_stall_the_preconditioned_lbfgs():
+    """A latent coordinate with no effect on the image (a StyleGAN3's first W+ row when its input affine is zero,
+    as NVIDIA initialises it) has curvature 0: its h^-p must not dominate the normalisation and shrink every
+    other coordinate's step to nothing."""
+    h = torch.logspace(0, 2, 16)
+    with_flat = torch.cat([h[:5], torch.tensor([1e-12]), h[5:]])
+    scale = preconditioner_scale(with_flat, 0.75)
+    torch.testing.assert_close(torch.cat([scale[:5], scale[6:]]), preconditioner_scale(h, 0.75))  # others unchanged
+    assert scale[5] == scale.max() and torch.isfinite(scale).all()
+    torch.testing.assert_close(preconditioner_scale(h, 0.5), h.pow(-0.5) / h.pow(-0.5).mean())  # no flat one: as ever
+    scales = torch.logspace(0, 2, 16)
+    scales[5] = 0.0  # coordinate 5 never reaches the image
+    G = _stiff_linear(scales)
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        y = G.synthesize(z, "z")
+    kw = dict(space="z", steps=6, optimizer="lbfgs", init="mean", prior=0.0)
+    plain, jacobi = run(G, y, **kw), run(G, y, lbfgs_precondition=0.5, **kw)
+    assert (jacobi.metrics["loss"] < 1e-3 * plain.metrics["loss"]).all(), (jacobi.metrics, plain.metrics)
 
 
 @pytest.mark.skipif("polish_steps" not in FIELDS, reason="engine without polish_steps")
