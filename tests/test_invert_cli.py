@@ -228,3 +228,28 @@ def test_demo_falls_back_to_heldout_digits(tmp_path, monkeypatch):
     assert failures == [] and "held-out" in what
     assert [t.stem for t in targets] == [f"digit_{i}" for i in range(10)]
     assert all(t.image.shape == (1, 32, 32) for t in targets)
+
+
+def test_dfeat_uses_the_discriminator_of_an_nvidia_pickle(tmp_path):
+    """``--loss …,dfeat`` reads D from any checkpoint that holds one (here NVIDIA's ``D``, never running the
+    pickle's code); a pickle without a real D is one clear sentence saying so."""
+    import torch
+
+    from conftest import make_tiny_stylegan2
+    from ganinv.generators.stylegan2_discriminator import StyleGAN2Discriminator
+    from nvidia_pkl import write_nvidia_pkl
+
+    G = make_tiny_stylegan2()
+    torch.manual_seed(0)
+    D = StyleGAN2Discriminator(resolution=16, channels={"16": 8, "8": 8, "4": 8}, img_channels=1)
+    with_d = write_nvidia_pkl(G, tmp_path / "with_d.pkl", D=D)
+    without = write_nvidia_pkl(G, tmp_path / "without.pkl", include_d=False)
+    Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    args = ["invert", str(tmp_path / "x.png"), "--steps", "2", "--no-classifier", "--loss", "mse=1,dfeat=0.1"]
+    r = runner.invoke(app, [*args, "--model", str(with_d), "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["options"]["loss"] == "mse=1,dfeat=0.1"
+    r = runner.invoke(app, [*args, "--model", str(without), "--out", str(tmp_path / "b")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 1 and text.count("error:") == 1, r.output
+    assert "needs the model's discriminator" in text and "drop 'dfeat'" in text

@@ -448,24 +448,22 @@ def check_loss(loss: str | None) -> list[str]:
     return names
 
 
-def load_discriminator_for(model: str | None, generator: str | None) -> nn.Module | None:
-    """The discriminator shipped with a bundled model or a ganinv model folder (for the ``dfeat`` loss), else None."""
-    from ganinv import zoo
-    from ganinv.modelfile import load_pretrained, read_config
+def load_discriminator_for(model: str | None, generator: str | None, G: Generator) -> nn.Module:
+    """The discriminator shipped with the model (for the ``dfeat`` loss): a bundled model's or ganinv folder's, a
+    rosinality training checkpoint's ``"d"``, an NVIDIA pickle's ``D`` (read without running any of its code).
 
-    if generator:
-        return None
-    name = model or zoo.DEFAULT_MODEL
-    if name in zoo.available():
-        return zoo.load_discriminator(name)
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        try:
-            if "discriminator" in read_config(folder):
-                return load_pretrained(folder, weights_name="discriminator.safetensors", config_key="discriminator")
-        except GaninvError:
-            return None
-    return None
+    Raises:
+        InputError: the model has none that converts (one sentence saying why).
+    """
+    from ganinv import zoo
+    from ganinv.train.encoder_data import discriminator_for
+
+    source = {} if generator else {"model": model or zoo.DEFAULT_MODEL}
+    D, why = discriminator_for(source, G)
+    if D is None:
+        raise InputError(f"the 'dfeat' loss needs the model's discriminator, and there is none to use: {why}; drop "
+                         "'dfeat' from --loss")
+    return D
 
 
 def plan_for(G: Generator, n_images: int, options: dict[str, Any], preset: str | None,
@@ -996,7 +994,7 @@ def invert(
     from ganinv.latentfiles import check_format
 
     latent_format = check_format(latent_format, space=options.get("space", G.default_space), method=method)
-    discriminator = load_discriminator_for(model.model, model.generator) if "dfeat" in loss_terms else None
+    discriminator = load_discriminator_for(model.model, model.generator, G) if "dfeat" in loss_terms else None
     G = G.to(dev)
     if discriminator is not None:
         discriminator = discriminator.to(dev)
