@@ -122,6 +122,43 @@ def test_write_error_is_clear(tiny_dcgan, tmp_path):
     assert "error:" in result.output and "Traceback" not in result.output
 
 
+def test_a_bug_is_one_line_a_saved_traceback_and_its_own_exit_status(tmp_path, monkeypatch):
+    """An exception no input check anticipated: one line naming it, the traceback in a file, exit 70;
+    GANINV_DEBUG=1 lets it propagate. Exits and GaninvErrors keep their own handling."""
+    import tempfile
+
+    import typer
+
+    from ganinv.cli.common import INTERNAL_ERROR_EXIT, friendly_errors
+    from ganinv.errors import InputError
+
+    def boom(kind: str = "bug") -> None:
+        if kind == "bug":
+            raise ValueError("something inside\nsecond line")
+        if kind == "input":
+            raise InputError("that file is not an image")
+        raise typer.Exit(3)
+
+    cli = typer.Typer()
+    cli.command()(friendly_errors(boom))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("GANINV_DEBUG", raising=False)
+    r = runner.invoke(cli, [])
+    assert r.exit_code == INTERNAL_ERROR_EXIT, r.output
+    text = " ".join(r.output.split())
+    assert "internal error: ValueError: something inside" in text and "second line" not in text
+    saved = list(tmp_path.glob("ganinv-crash-*.txt"))
+    assert len(saved) == 1 and saved[0].name in "".join(r.output.split())  # (rich may wrap the path)
+    trace = saved[0].read_text()
+    assert "Traceback" in trace and "in boom" in trace and "second line" in trace
+    r = runner.invoke(cli, ["--kind", "input"])
+    assert r.exit_code == 1 and "error: that file is not an image" in r.output and "internal" not in r.output
+    assert runner.invoke(cli, ["--kind", "exit"]).exit_code == 3
+    monkeypatch.setenv("GANINV_DEBUG", "1")
+    r = runner.invoke(cli, [])
+    assert isinstance(r.exception, ValueError) and "internal error" not in r.output
+
+
 def test_train_gan_runs_and_resumes(tmp_path, monkeypatch):
     import ganinv.train.gan as gan
     import ganinv.train.quality as quality

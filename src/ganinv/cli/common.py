@@ -264,11 +264,51 @@ def describe_spaces(G: Generator) -> str:
     return " · ".join(parts)
 
 
+#: Exit status of a command that failed on a bug rather than on its input (sysexits' EX_SOFTWARE).
+INTERNAL_ERROR_EXIT = 70
+
+
+def report_internal_error(exc: BaseException) -> Path | None:
+    """A bug (an exception no input check anticipated): one line on the console naming the exception, and the
+    traceback written to a file in the temp folder, whose path is returned (None when it cannot be written)."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    first = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+    path: Path | None = Path(tempfile.gettempdir()) / f"ganinv-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        assert path is not None
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        path = None
+    where = f"the traceback is in {path}" if path is not None else "the traceback could not be saved"
+    console.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}{': ' + escape(first) if first else ''} "
+                  f"— a bug in ganinv, not in your input; {escape(where)} (GANINV_DEBUG=1 prints it); "
+                  "files already written are kept")
+    return path
+
+
 def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a CLI command: a :class:`GaninvError` or OS error prints one line and exits 1; Ctrl-C exits 130."""
+    """Wrap a CLI command: a :class:`GaninvError` or OS error prints one line and exits 1; Ctrl-C exits 130;
+    any other exception (a bug) prints one line, saves its traceback (:func:`report_internal_error`) and exits
+    :data:`INTERNAL_ERROR_EXIT` — unless ``GANINV_DEBUG`` is set, which lets it propagate."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return guarded(*args, **kwargs)
+        except Exception as exc:
+            import os
+
+            # typer's / click's own exits, aborts and usage errors (typer may vendor click) keep their handling
+            if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get("GANINV_DEBUG"):
+                raise
+            report_internal_error(exc)
+            raise typer.Exit(INTERNAL_ERROR_EXIT) from None
+
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except GaninvError as exc:
