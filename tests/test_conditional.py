@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from typer.testing import CliRunner
 
 from ganinv import metrics as M
@@ -370,3 +371,55 @@ def test_pti_on_a_class_bound_model_tunes_the_model_itself(g2: StyleGAN2Generato
     noise = [n[:1] for n in result.noise] if result.noise is not None else None
     again = tuned.to_display(tuned.synthesize(result.latent[:1], result.space, noise))
     assert float((again - result.image[:1]).abs().max()) < 1e-4
+
+
+def test_directions_of_a_conditional_model_without_a_class_cover_every_class(cond_pkl: Path, tmp_path: Path) -> None:
+    """SeFa and PCA need no class: a model with none bound samples its codes over every class (uniformly), so
+    GANSpace's mean is the average of the class means — not any one class's."""
+    from ganinv.editing.directions import ganspace
+
+    G = make_sg2(z_scale=0.2)  # the class decides most of w: the class means lie far apart
+    comps = ganspace(G, k=2, samples=8000, seed=3)
+    means = torch.cat([class_mean_w(G, onehot([k]), n=4000, seed=k) for k in range(C)])
+    spread = (means - means.mean(0)).norm(dim=1).min()
+    assert (comps.mean - means.mean(0)).norm() < 0.2 * spread
+    for method in ("sefa", "pca"):
+        r = run("directions", "--model", cond_pkl, "--method", method, "--k", 2, "--out", tmp_path / f"{method}.npz")
+        assert r.exit_code == 0, r.output
+    bound = run("directions", "--model", cond_pkl, "--class", 1, "--method", "pca", "--k", 2, "--out",
+                tmp_path / "one.npz")
+    assert bound.exit_code == 0, bound.output
+
+
+def test_all_classes_generator_draws_every_class_from_z_alone(g2: StyleGAN2Generator) -> None:
+    """The whole model as one generator: each row's class is a function of its own z (the same z, the same w,
+    in any batch), uniform over the classes and unrelated to z's values."""
+    from ganinv.generators.conditional import AllClassesGenerator, for_whole_model
+
+    A = for_whole_model(g2)
+    assert isinstance(A, AllClassesGenerator) and for_whole_model(with_class(g2, 1, mean_samples=50)).c_dim == C
+    assert not isinstance(for_whole_model(with_class(g2, 1, mean_samples=50)), AllClassesGenerator)
+    z = torch.randn(20000, 16, generator=torch.Generator().manual_seed(0))
+    k = A.row_classes(z)
+    counts = torch.bincount(k, minlength=C).float()
+    assert (counts - 5000).abs().max() < 300  # ±4 σ of a uniform draw
+    assert (torch.stack([z[k == c].mean(0) for c in range(C)]).abs() < 0.06).all()  # no region of z prefers a class
+    torch.testing.assert_close(A.row_classes(z[7:9]), k[7:9])
+    w = A.convert(z[:6], "z", "w")
+    torch.testing.assert_close(w, g2.convert(z[:6], "z", "w", c=onehot(k[:6])))
+    torch.testing.assert_close(A.convert(z[3:4], "z", "w"), w[3:4])
+    assert A.config()["class"] == "all" and torch.equal(A.mean_latent("w"), g2.mean_latent("w"))
+
+
+def test_train_encoder_for_a_conditional_model_serves_every_class(cond_pkl: Path, tmp_path: Path) -> None:
+    """train-encoder without --class trains for the whole model (pairs of every class); the encoder then inverts
+    with any --class bound (it was trained for the same weights)."""
+    fast = ["--batch-size", 4, "--val-every", 2, "--width", 8, "--max-width", 16, "--val-images", 4]
+    r = run("train-encoder", "--model", cond_pkl, "--iterations", 2, *fast, "--out", tmp_path / "run",
+            "--export", tmp_path / "enc")
+    assert r.exit_code == 0, r.output
+    Image.fromarray((np.random.default_rng(0).random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    for label in (0, 3):
+        r = run("invert", tmp_path / "x.png", "--model", cond_pkl, "--class", label, "--method", "encoder",
+                "--encoder", tmp_path / "enc", "--no-classifier", "--out", tmp_path / f"inv{label}")
+        assert r.exit_code == 0, r.output

@@ -199,8 +199,16 @@ def _name(G: Generator) -> str:
 
 @torch.no_grad()
 def sample_codes(G: Generator, n: int, seed: int = 0, batch_size: int = 4096) -> Tensor:
-    """``n`` codes ``[n, D]`` of the edit space, mapped from standard-normal z (deterministic for ``seed``)."""
+    """``n`` codes ``[n, D]`` of the edit space, mapped from standard-normal z (deterministic for ``seed``).
+
+    A class-conditional model with no class bound (its W / W+ codes render without one, and SeFa, GANSpace or a
+    direction's σ describe the whole model): each sample's class is drawn uniformly, so the codes cover every
+    class. A class-bound model samples its own class."""
+    from ganinv.generators.conditional import for_whole_model
+
     space = edit_space(G)
+    if space != "z":
+        G = for_whole_model(G)
     gen = torch.Generator().manual_seed(int(seed))
     z_shape = G.space("z").shape
     out = []

@@ -31,6 +31,15 @@ def generator_fingerprint(G: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def model_fingerprint(G: nn.Module) -> str:
+    """:func:`generator_fingerprint` of the model under any class wrapper
+    (:mod:`ganinv.generators.conditional`): an encoder is trained for the whole model, and is the same encoder
+    whichever class is bound when it is used."""
+    from ganinv.generators.conditional import unwrap
+
+    return generator_fingerprint(unwrap(G))  # type: ignore[arg-type]
+
+
 def encoder_target(encoder: nn.Module) -> dict[str, Any]:
     """The ``{"name", "fingerprint", "space", ...}`` record of the generator ``encoder`` was trained for.
 
@@ -47,7 +56,7 @@ def encoder_target(encoder: nn.Module) -> dict[str, Any]:
 def check_compatible(encoder: nn.Module, G: Generator) -> None:
     """Raise :class:`InputError` unless ``encoder`` was trained for exactly this generator."""
     target = encoder_target(encoder)
-    fp = generator_fingerprint(G)
+    fp = model_fingerprint(G)
     if target["fingerprint"] != fp:
         name = getattr(G, "name", None) or getattr(G, "arch", type(G).__name__)
         where = f" — load that one with `{target['invert_args']}`" if target.get("invert_args") else ""
@@ -79,7 +88,7 @@ def find_encoder(G: Generator) -> PyramidEncoder:
     """The bundled encoder trained for ``G`` (matched by fingerprint), or a clear error."""
     from ganinv import zoo
 
-    fp = generator_fingerprint(G)
+    fp = model_fingerprint(G)
     for name in zoo.available():
         meta = zoo.describe(name)
         if meta.get("kind") == "encoder" and meta.get("meta", {}).get("generator", {}).get("fingerprint") == fp:
@@ -101,4 +110,4 @@ def resolve_encoder(encoder: nn.Module | str | Path | None, G: Generator) -> Pyr
 
 
 __all__ = ["PyramidEncoder", "check_compatible", "encoder_target", "find_encoder", "generator_fingerprint",
-           "load_encoder", "resolve_encoder"]
+           "load_encoder", "model_fingerprint", "resolve_encoder"]

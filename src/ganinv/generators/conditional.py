@@ -13,6 +13,8 @@ only, so two thin wrappers make a conditional model look like an ordinary genera
   class is ``softmax(logit_scale · logits)`` per row. Each row carries its own class, so the optimisation
   engine (which splits rows into batches, repeats them for restarts and drops converged ones) optimises the
   class jointly with z without knowing it (:func:`ganinv.inverters.conditional.infer_class`).
+* :func:`for_whole_model` → :class:`AllClassesGenerator`: each row's z maps with a class of its own, drawn
+  uniformly (a hash of z): the whole model as model-wide tools sample it (``train-encoder``, SeFa, GANSpace).
 
 Other attributes (``synthesis``, ``layers``, ``convs``, ``num_ws``, ``set_transform``, …) are the wrapped
 generator's, so code that reaches into a StyleGAN2/3 (SeFa, coarse-to-fine, the StyleGAN3 pose search) works too.
@@ -33,8 +35,9 @@ from torch import Tensor
 from ganinv.errors import InputError
 from ganinv.generators.base import Generator, LatentSpace, StyleGenerator
 
-__all__ = ["ClassBoundGenerator", "ClassLatentGenerator", "CLASS_MEAN_SAMPLES", "check_class_option",
-           "class_mean_w", "class_probabilities", "num_classes", "unwrap", "with_class"]
+__all__ = ["AllClassesGenerator", "ClassBoundGenerator", "ClassLatentGenerator", "CLASS_MEAN_SAMPLES",
+           "check_class_option", "class_mean_w", "class_probabilities", "for_whole_model", "num_classes", "unwrap",
+           "with_class"]
 
 #: z samples averaged for a class's mean w (NVIDIA's projector averages 10k samples for ``w_avg``).
 CLASS_MEAN_SAMPLES = 10_000
@@ -45,7 +48,7 @@ CLASS_MEAN_SAMPLES = 10_000
 # ----------------------------------------------------------------------------------
 def unwrap(G: Generator) -> Generator:
     """The conditional generator inside the wrappers of this module (``G`` itself otherwise)."""
-    while isinstance(G, (ClassBoundGenerator, ClassLatentGenerator)):
+    while isinstance(G, _Wrapper):
         G = G.base
     return G
 
@@ -364,3 +367,54 @@ class ClassLatentGenerator(_Wrapper):
         if space == "z":
             return super().mean_latent("z")
         return self.base.mean_latent(space)
+
+
+# ----------------------------------------------------------------------------------
+# The whole model: a class drawn per row
+# ----------------------------------------------------------------------------------
+class AllClassesGenerator(_Wrapper):
+    """A conditional generator seen as the whole model: z ``[B, z_dim]`` (its own z space) maps with a class drawn
+    for each row uniformly over the ``c_dim`` classes, so that sampled codes, latent statistics and generated
+    training pairs cover every class. What a model-wide tool needs: ``train-encoder`` (an encoder for the whole
+    model, used later with or without ``--class``), SeFa / GANSpace without a class.
+
+    The class of a row is a hash of its z's float bits (:meth:`row_classes`): deterministic — the same z always
+    maps to the same w, so seeded sampling and resumed training repeat exactly — yet independent of z's values
+    (no region of z prefers a class; a smooth function of z would tie the class to the noise the mapping sees).
+    W and W+ are the base generator's; ``mean_latent`` is the model's stored ``w_avg`` (the mean over classes).
+    """
+
+    #: Odd 31-bit multipliers of the row hash (one per z coordinate, cycled).
+    _HASH = (0x2545F491, 0x1B873593, 0x5BD1E995, 0x68E31DA4, 0x3C6EF372, 0x27D4EB2F, 0x165667B1, 0x61C88647)
+
+    def config(self) -> dict[str, Any]:
+        return {**self.base.config(), "class": "all"}
+
+    def row_classes(self, z: Tensor) -> Tensor:
+        """The class ``[B]`` (int64 in ``[0, c_dim)``) of each row of ``z`` ``[B, z_dim]``: a multiply-xor hash
+        of its float32 bits."""
+        bits = z.detach().float().contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+        mult = torch.tensor(self._HASH, dtype=torch.int64, device=z.device).repeat(-(-z.shape[1] // len(self._HASH)))
+        h = ((bits * mult[:z.shape[1]]) & 0x7FFFFFFF).sum(1)
+        h = (((h ^ (h >> 15)) & 0x7FFFFFFF) * 0x2C1B3C6D) & 0x7FFFFFFF  # (< 2^62: no int64 overflow)
+        h = h ^ (h >> 12)
+        return h % self.c_dim
+
+    def mapping(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """z ``[B, z_dim]`` → w ``[B, w_dim]`` with each row's :meth:`row_classes` (or ``c`` when given)."""
+        if c is None:
+            c = F.one_hot(self.row_classes(z), self.c_dim).to(z)
+        return self.base.mapping(z, c)
+
+    def mean_latent(self, space: str = "w") -> Tensor:
+        if space == "z":
+            return super().mean_latent("z")
+        return self.base.mean_latent(space)
+
+
+def for_whole_model(G: Generator) -> Generator:
+    """``G`` as a model-wide tool should sample it: an :class:`AllClassesGenerator` for a conditional model with
+    no class bound, ``G`` itself otherwise (unconditional, or a class already bound / carried by the latent)."""
+    if num_classes(G) and unwrap(G) is G:
+        return AllClassesGenerator(G)
+    return G

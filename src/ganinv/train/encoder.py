@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from ganinv.encoders import PyramidEncoder, generator_fingerprint
+from ganinv.encoders import PyramidEncoder, model_fingerprint
 from ganinv.errors import InputError
 from ganinv.generators.base import Generator
 from ganinv.losses import CombinedLoss
@@ -269,12 +269,15 @@ class EncoderTrainer(BudgetedRun):
 
             G, loader_notes = load_generator(config.model)
             self.notes += loader_notes
-        self.G: Generator = G.to(self.device)  # type: ignore[assignment]
-        if not isinstance(self.G, Generator):
+        if not isinstance(G, Generator):
             raise InputError(f"{config.model!r} is not a generator")
+        from ganinv.generators.conditional import for_whole_model
+
+        # a class-conditional model is trained for as a whole: generated pairs of every class (W+ needs no class)
+        self.G: Generator = for_whole_model(G.to(self.device))  # type: ignore[arg-type]
         self.G.eval().requires_grad_(False)
-        self.space = choose_space(self.G, config.space)
-        self.fingerprint = generator_fingerprint(self.G)
+        self.space = choose_space(self.G, config.space)  # (W+ for every StyleGAN: no class needed to render)
+        self.fingerprint = model_fingerprint(self.G)
         if state is not None and state.get("fingerprint") not in (None, self.fingerprint):
             raise InputError(f"{self.out} holds an encoder run for another generator (fingerprint "
                              f"{state['fingerprint']}, this one's is {self.fingerprint}); use another --out folder")
