@@ -8,6 +8,12 @@ Writes ``benchmarks/results/methods.json``, ``docs/methods.md`` and the README's
 * how many W+ optimisation steps reach the hybrid's PSNR (from W+'s per-step MSE curves);
 * PTI's stored delta per image against the generator's size.
 
+Two more rows (issue 24): the bundled HyperStyle-style hypernetwork (``method="hyper"``, its trained passes,
+on the bundled encoder's 5-pass pivot), and an encoder trained *as a user would* by ``ganinv train-encoder
+--model my-mnist-stylegan2.pt --data digits/`` — ``benchmarks/train_encoder_any.py`` writes that checkpoint (the
+bundled generator saved as a rosinality ``.pt``), the digit PNGs and the export into
+``runs/bench-train-encoder-any/`` (``--user-run``); the row inverts with that ``.pt`` loaded as the user would.
+
 PTI tunes from the W row's latents (its pivot, as PTI inverts into W first), so its time is the
 W row's time plus the tuning time.
 
@@ -43,6 +49,7 @@ HYBRID_STEPS = W_STEPS // 5
 HYBRID_LABEL = f"{HybridSettings().passes} passes + {HYBRID_STEPS}"  # the hybrid's default encoder passes
 HYBRID_LONG_STEPS = W_STEPS // 2  # how far the hybrid runs to find where it reaches W+ optimisation's PSNR
 REFINE_PASSES = 5  # ReStyle's default
+USER_RUN = ROOT / "runs" / "bench-train-encoder-any"  # what benchmarks/train_encoder_any.py (32 px) leaves
 
 
 def row(label: str, r: InversionResult, images: torch.Tensor, classifier: torch.nn.Module, seconds: float,
@@ -97,6 +104,28 @@ def hybrid_reach(G: Any, images: torch.Tensor, target_psnr: float, wplus_seconds
     return out
 
 
+def hyper_row(G: Any, images: torch.Tensor, classifier: torch.nn.Module) -> dict[str, Any]:
+    """The bundled hypernetwork, with the passes it was trained with, on its recorded pivot (encoder passes)."""
+    res, sec = timed(lambda: invert(G, images, method="hyper"))
+    hyper_passes = int(res.metrics["steps"].max())
+    pivot = res.settings.get("pivot_passes")
+    return row("hypernetwork (HyperStyle-style)", res, images, classifier, sec,
+               f"{pivot} + {hyper_passes} passes" if pivot else f"{hyper_passes} passes")
+
+
+def user_encoder_row(pt: Path, export: Path, images: torch.Tensor, classifier: torch.nn.Module) -> dict[str, Any]:
+    """The encoder ``train-encoder --model my-mnist-stylegan2.pt --data digits/`` exported, with its own passes,
+    on the user's ``.pt`` (the bundled generator's weights in rosinality's layout)."""
+    from ganinv.generators.checkpoints import load_generator
+
+    G_user, _ = load_generator(str(pt))
+    meta = json.loads((export / "config.json").read_text()).get("meta", {})
+    passes = int(meta.get("recipe", {}).get("passes", 2))
+    res, sec = timed(lambda: invert(G_user, images, method="encoder", encoder=export, passes=passes))
+    return row("encoder trained by train-encoder --data (user's .pt)", res, images, classifier, sec,
+               f"{passes} passes")
+
+
 def encoder_rate(G: Any, seconds: float = 4.0, batch: int = 256) -> dict[str, float]:
     """Images/s of one encoder pass (network alone) and of encoder + rendering, at ``batch``."""
     enc = resolve_encoder(None, G)
@@ -124,6 +153,9 @@ def main() -> None:
     ap.add_argument("--pti-steps", type=int, default=PTISettings.steps)
     ap.add_argument("--pti-stop-psnr", type=float, default=PTISettings.stop_psnr)
     ap.add_argument("--rate-threads", type=int, default=2, help="threads for the encoder-throughput measurement")
+    ap.add_argument("--user-run", type=Path, default=USER_RUN,
+                    help="work folder of `python benchmarks/train_encoder_any.py` (32 px): its my-mnist-stylegan2.pt "
+                         "and export/ give the row of the encoder trained by train-encoder --data")
     ap.add_argument("--rate-only", action="store_true", help="re-measure only the encoder throughput, keeping the "
                     "rows of benchmarks/results/methods.json")
     ap.add_argument("--render-only", action="store_true", help="rewrite docs/methods.md and the README's table "
@@ -152,6 +184,10 @@ def main() -> None:
         results["encoder_images_per_s"] = {**encoder_rate(zoo.load(results["model"])), "threads": args.rate_threads}
         write(results, out_json)
         return
+    user_pt, user_enc = args.user_run / "my-mnist-stylegan2.pt", args.user_run / "export"
+    if not (user_pt.is_file() and (user_enc / "config.json").is_file()):
+        raise SystemExit(f"{args.user_run} holds no my-mnist-stylegan2.pt and export/: run "
+                         "`python benchmarks/train_encoder_any.py` first (or pass --user-run)")
     if args.threads:
         torch.set_num_threads(args.threads)
     G = zoo.load(args.model)
@@ -180,6 +216,8 @@ def main() -> None:
                f"{REFINE_PASSES} passes"))
     hyb_res, hyb_sec = timed(lambda: invert(G, images, method="hybrid", steps=HYBRID_STEPS))
     report(row("hybrid (encoder + optimisation)", hyb_res, images, classifier, hyb_sec, HYBRID_LABEL))
+    report(hyper_row(G, images, classifier))
+    report(user_encoder_row(user_pt, user_enc, images, classifier))
     pti_settings = PTISettings(steps=args.pti_steps, stop_psnr=args.pti_stop_psnr)
     pti_res, pti_sec = timed(lambda: invert_pti(G, images, pti_settings, pivot=w_res))
     sizes = [delta_bytes(d) for d in pti_res.deltas or []]
@@ -187,7 +225,7 @@ def main() -> None:
                f"{W_STEPS} + ≤{args.pti_steps}", tuning_steps_mean=float(pti_res.metrics["steps"].float().mean())))
 
     curve = psnr_curve(wp_res)
-    hybrid_psnr = rows[-2]["psnr"] if rows[-2]["method"].startswith("hybrid") else float("nan")
+    hybrid_psnr = next((r["psnr"] for r in rows if r["method"].startswith("hybrid")), float("nan"))
     reach = first_step_reaching(curve, hybrid_psnr)
     gen_file = zoo.model_dir(args.model) / "model.safetensors"
     gen_params = sum(p.numel() * p.element_size() for p in G.parameters())
@@ -365,8 +403,9 @@ def render(r: dict[str, Any]) -> str:
         f"(never seen by the GANs or the encoders). Times are wall-clock on a shared 2-core machine; compare rows "
         "with each other. Class kept = the bundled classifier gives the reconstruction the input's class.", "",
         table(r), "",
-        "Rows: optimisation uses the engine's defaults (best-of-64 start, Adam with NVIDIA's schedule, noise maps "
-        "optimised jointly) in W and in W+; the encoder is the bundled ReStyle-style pyramid encoder (one pass, "
+        "Rows: optimisation uses the engine's defaults in W and in W+ (best-of-64 start, per-row L-BFGS with 10 "
+        "curvature pairs — preconditioned in W+ — and the generator's stored noise maps, per-row stopping); the "
+        "encoder is the bundled ReStyle-style pyramid encoder (one pass, "
         "then refinement passes that see the current reconstruction); hybrid starts at the encoder's code "
         "(5 passes) and runs a fifth of the steps of the engine's per-row L-BFGS (100 curvature pairs, W+ "
         "coordinates rescaled by the generator's Gauss-Newton diagonal to the power -0.75, stored noise maps; "
@@ -377,7 +416,11 @@ def render(r: dict[str, Any]) -> str:
         "weight deltas of the synthesis network "
         "from the W row's codes (its pivots), stopping an image at its PSNR target or after the step limit "
         f"({r['pti'].get('stop_psnr')} dB, {r['pti'].get('steps')} steps). PTI's time "
-        "includes its pivot's.", "",
+        "includes its pivot's. The hypernetwork is the bundled HyperStyle-style one (`--method hyper`: the "
+        "encoder's 5-pass pivot, then its trained passes of per-image weight offsets). The user-trained encoder is "
+        "the export of `ganinv train-encoder --model my-mnist-stylegan2.pt --data digits/` from "
+        "`python benchmarks/train_encoder_any.py` (the bundled generator saved as a rosinality `.pt`, 2000 MNIST "
+        "train PNGs, its CPU budget; docs/train-encoder-any.md), inverting with that `.pt` loaded.", "",
     ] + ([
         "The W+ optimisation and hybrid rows were re-measured together in one process (`--hybrid-rows-only`, "
         f"{r['hybrid_rows_remeasured'].get('threads', '?')} threads) after the engine's L-BFGS began reusing its "
