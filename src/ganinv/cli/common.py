@@ -277,12 +277,14 @@ def report_internal_error(exc: BaseException) -> Path | None:
     import traceback
 
     first = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
-    path: Path | None = Path(tempfile.gettempdir()) / f"ganinv-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    name = f"ganinv-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    path: Path | None = None
     try:
-        assert path is not None
-        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        target = Path(tempfile.gettempdir()) / name
+        target.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+        path = target
     except OSError:
-        path = None
+        pass
     where = f"the traceback is in {path}" if path is not None else "the traceback could not be saved"
     console.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}{': ' + escape(first) if first else ''} "
                   f"— a bug in ganinv, not in your input; {escape(where)} (GANINV_DEBUG=1 prints it); "
