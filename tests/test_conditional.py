@@ -423,3 +423,14 @@ def test_train_encoder_for_a_conditional_model_serves_every_class(cond_pkl: Path
         r = run("invert", tmp_path / "x.png", "--model", cond_pkl, "--class", label, "--method", "encoder",
                 "--encoder", tmp_path / "enc", "--no-classifier", "--out", tmp_path / f"inv{label}")
         assert r.exit_code == 0, r.output
+
+
+def test_restore_and_dataset_and_video_name_the_missing_class_up_front(cond_pkl: Path, tmp_path: Path) -> None:
+    """Commands whose optimisation needs the class say so before any work, in the CLI's own words."""
+    G, _ = load_generator(cond_pkl)
+    photo = _photo(G, 0, tmp_path / "zero.png")
+    for args in (["restore", photo, "--task", "inpaint", "--simulate", "--steps", 2, "--out", tmp_path / "r"],
+                 ["invert-dataset", tmp_path / "zero.png", "--steps", 2, "--out", tmp_path / "d"]):
+        text = one_error(run(*args, "--model", cond_pkl, "--device", "cpu"))
+        assert "class-conditional (4 classes, 0…3): choose one with --class K" in text, text
+        assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()

@@ -111,7 +111,7 @@ def invert_dataset(
     budget = engine.apply_memory()
     dev = resolve_device(device)
 
-    G, name = model.load()
+    G, name = model.load(need_class=True)  # (a conditional model: the engine needs a class)
     check_square(G)
     plan_for(G, 1, options, None, method)  # unknown method, missing space or noise maps: fail before any work
     if method in ("encoder", "hybrid"):

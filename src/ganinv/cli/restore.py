@@ -212,7 +212,7 @@ def restore(
         raise InputError("denoise: the noise is the task; give its std with --sigma, not --noise-sigma")
     task_opts = {k: v for k, v in task_given.items() if v is not None}
 
-    G, name = model.load()
+    G, name = model.load(need_class=True)  # (a conditional model: the prior and start need a class)
     G = G.to(dev)
     task = make_task(task_name, tuple(G.image_shape), **task_opts)  # bad task options fail here, before any work
     obs_shape = tuple(task.observation_shape)
