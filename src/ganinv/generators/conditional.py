@@ -208,6 +208,12 @@ class _Wrapper(Generator):
     def _latent_spaces(self) -> dict[str, LatentSpace]:
         return dict(self.base.latent_spaces)
 
+    def mean_latent(self, space: str = "w") -> Tensor:
+        """z: zeros of this wrapper's z space; w / w+: the model's stored ``w_avg`` (the mean over classes)."""
+        if space == "z":
+            return super().mean_latent("z")
+        return self.base.mean_latent(space)
+
     def convert(self, latent: Tensor, src: str, dst: str) -> Tensor:
         """Along z → w → w+: this wrapper's z through its :meth:`mapping` (which supplies the class), then the base's."""
         if src == "z" and dst != "z":
@@ -363,11 +369,6 @@ class ClassLatentGenerator(_Wrapper):
         zz, _ = self.split(z)
         return self.base.mapping(zz, self.class_probs(z) if c is None else c)
 
-    def mean_latent(self, space: str = "w") -> Tensor:
-        if space == "z":
-            return super().mean_latent("z")
-        return self.base.mean_latent(space)
-
 
 # ----------------------------------------------------------------------------------
 # The whole model: a class drawn per row
@@ -405,11 +406,6 @@ class AllClassesGenerator(_Wrapper):
         if c is None:
             c = F.one_hot(self.row_classes(z), self.c_dim).to(z)
         return self.base.mapping(z, c)
-
-    def mean_latent(self, space: str = "w") -> Tensor:
-        if space == "z":
-            return super().mean_latent("z")
-        return self.base.mean_latent(space)
 
 
 def for_whole_model(G: Generator) -> Generator:
