@@ -39,6 +39,7 @@ from ganinv.data import heldout_subset
 from ganinv.encoders import resolve_encoder
 from ganinv.inverters.base import InversionResult
 from ganinv.inverters.hybrid import HybridSettings
+from ganinv.inverters.optimize import OptimizeSettings
 from ganinv.inverters.pti import PTISettings, delta_bytes, invert_pti
 from ganinv.metrics import class_preservation
 
@@ -239,6 +240,7 @@ def main() -> None:
         "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "platform": platform.platform()},
         "model": args.model, "images": len(images), "rows": rows,
+        "lbfgs_history": OptimizeSettings().lbfgs_history,
         "encoder_images_per_s": rates,
         "hybrid": {"steps": HYBRID_STEPS, "wplus_steps": W_STEPS, "hybrid_psnr": hybrid_psnr,
                    "wplus_psnr": wp_row["psnr"], "wplus_steps_to_reach_hybrid_psnr": reach,
@@ -315,7 +317,8 @@ def rerun_hybrid_rows(results: dict[str, Any], args: argparse.Namespace, out_jso
         results["pti"]["gain_over_wplus_db"] = pti["psnr"] - hyb["wplus_psnr"]
     print(json.dumps({k: v for k, v in hyb.items() if not k.endswith("curve")}, indent=2), flush=True)
     results["hybrid_rows_remeasured"] = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                                         "platform": platform.platform()}
+                                         "platform": platform.platform(),
+                                         "lbfgs_history": OptimizeSettings().lbfgs_history}
     write(results, out_json)
 
 
@@ -403,8 +406,9 @@ def render(r: dict[str, Any]) -> str:
         f"(never seen by the GANs or the encoders). Times are wall-clock on a shared 2-core machine; compare rows "
         "with each other. Class kept = the bundled classifier gives the reconstruction the input's class.", "",
         table(r), "",
-        "Rows: optimisation uses the engine's defaults in W and in W+ (best-of-64 start, per-row L-BFGS with 10 "
-        "curvature pairs — preconditioned in W+ — and the generator's stored noise maps, per-row stopping); the "
+        "Rows: optimisation uses the engine's defaults in W and in W+ (best-of-64 start, per-row L-BFGS with "
+        f"{r.get('lbfgs_history', 10)} curvature pairs — preconditioned in W+ — and the generator's stored noise "
+        "maps, per-row stopping); the "
         "encoder is the bundled ReStyle-style pyramid encoder (one pass, "
         "then refinement passes that see the current reconstruction); hybrid starts at the encoder's code "
         "(5 passes) and runs a fifth of the steps of the engine's per-row L-BFGS (100 curvature pairs, W+ "
@@ -424,7 +428,8 @@ def render(r: dict[str, Any]) -> str:
     ] + ([
         "The W+ optimisation and hybrid rows were re-measured together in one process (`--hybrid-rows-only`, "
         f"{r['hybrid_rows_remeasured'].get('threads', '?')} threads) after the engine's L-BFGS began reusing its "
-        "line search's gradient. The W+ row runs today's defaults — per-row L-BFGS (10 curvature pairs, "
+        "line search's gradient. The W+ row runs today's defaults — per-row L-BFGS "
+        f"({r['hybrid_rows_remeasured'].get('lbfgs_history', 10)} curvature pairs, "
         "preconditioned), stored noise maps, best-of-64 start — and so reaches more than the Adam run it "
         "replaced (39.84 dB then); the W and PTI rows are from the earlier full run (Adam with NVIDIA's "
         "schedule, noise optimised jointly), and the times of rows measured in different runs are not comparable "

@@ -54,6 +54,11 @@ def test_encoder_and_hybrid_methods_write_results(digits, tmp_path):
                  "0.5", "--out", out3)
     assert result.exit_code == 0, result.output
     assert json.loads((out3 / "summary.json").read_text())["options"]["lbfgs_precondition"] == 0.5
+    out4 = tmp_path / "hyb-h"
+    result = run("invert", digits, "--method", "hybrid", "--encoder", enc, "--steps", "2", "--lbfgs-history",
+                 "7", "--out", out4)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out4 / "summary.json").read_text())["options"]["lbfgs_history"] == 7
 
 
 def test_pti_method_writes_deltas_that_reproduce_the_reconstruction(digits, tmp_path):
@@ -98,6 +103,8 @@ def test_encoder_for_another_model_is_refused(digits, tmp_path):
     (["--method", "hybrid", "--lr", "0.1"], "L-BFGS (the hybrid's default) has none"),
     (["--method", "optimize", "--optimizer", "lbfgs", "--lr", "0.1"], "--lr sets Adam's learning rate"),
     (["--method", "optimize", "--lbfgs-precondition", "0.5"], "add --optimizer lbfgs"),
+    (["--method", "optimize", "--optimizer", "adam", "--lbfgs-history", "20"], "add --optimizer lbfgs"),
+    (["--method", "hybrid", "--lbfgs-history", "0"], "curvature pairs ≥ 1, got 0"),
     (["--method", "hybrid", "--lbfgs-precondition", "3"], "lbfgs_precondition is an exponent in [0, 2]"),
 ])
 def test_method_option_errors(digits, tmp_path, args, message):

@@ -383,7 +383,7 @@ def test_lbfgs_history_reaches_the_optimizer_and_is_validated(tiny_sg2, monkeypa
     _, y = make_targets(tiny_sg2, "w", 2, seed=5)
     run(tiny_sg2, y, space="w", steps=3, optimizer="lbfgs", lbfgs_history=37)
     run(tiny_sg2, y, space="w", steps=3, polish_steps=2)
-    assert seen == [37, 10]
+    assert seen == [37, OptimizeSettings().lbfgs_history]
     with pytest.raises(InputError, match="lbfgs_history"):
         run(tiny_sg2, y, space="w", steps=3, optimizer="lbfgs", lbfgs_history=0)
 

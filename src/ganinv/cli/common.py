@@ -51,6 +51,9 @@ LbfgsPreconditionOpt = Annotated[Optional[float], typer.Option(
     "--lbfgs-precondition", rich_help_panel=ENGINE_PANEL,
     help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
     "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")]
+LbfgsHistoryOpt = Annotated[Optional[int], typer.Option(
+    "--lbfgs-history", rich_help_panel=ENGINE_PANEL,
+    help="L-BFGS: curvature pairs each image keeps (default 100).")]
 
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(
     "--max-memory", rich_help_panel="Compute",
@@ -196,15 +199,21 @@ def check_encoder_options(method: str, options: dict[str, object]) -> None:
 
 
 def check_optimizer_options(optimizer: str | None, method: str, *, lr: float | None = None,
-                            lbfgs_precondition: float | None = None) -> None:
+                            lbfgs_precondition: float | None = None, lbfgs_history: int | None = None) -> None:
     """Refuse an option the optimiser in use ignores: ``--lr`` with L-BFGS (given, or the hybrid's default),
-    which has no learning rate; ``--lbfgs-precondition`` with Adam (given, or every other method's default)."""
+    which has no learning rate; ``--lbfgs-precondition`` / ``--lbfgs-history`` with Adam (given, or every other
+    method's default), and a history below 1."""
     used = optimizer or ("lbfgs" if method == "hybrid" else "adam")
     if lr is not None and used == "lbfgs":
         raise InputError("--lr sets Adam's learning rate; L-BFGS (the hybrid's default) has none — drop --lr"
                          + (", or add --optimizer adam to refine with Adam" if method == "hybrid" else ""))
     if lbfgs_precondition is not None and used != "lbfgs":
         raise InputError("--lbfgs-precondition rescales L-BFGS's coordinates; add --optimizer lbfgs to use it")
+    if lbfgs_history is not None:
+        if lbfgs_history < 1:
+            raise InputError(f"--lbfgs-history is a number of curvature pairs ≥ 1, got {lbfgs_history}")
+        if used != "lbfgs":
+            raise InputError("--lbfgs-history sets L-BFGS's memory; add --optimizer lbfgs to use it")
 
 
 def human_size(n_bytes: float) -> str:

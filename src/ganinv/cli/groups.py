@@ -28,7 +28,7 @@ from pathlib import Path
 import typer
 
 from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
-                               LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
+                               LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
                                OutputRangeOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, WeightsOpt,
                                apply_max_memory, check_optimizer_options, engine_options, resolve_device,
                                resolve_generator)
@@ -202,6 +202,7 @@ class Engine(OptionGroup):
     noise: NoiseOpt = None
     optimizer: OptimizerOpt = None
     lbfgs_precondition: LbfgsPreconditionOpt = None
+    lbfgs_history: LbfgsHistoryOpt = None
     lr: LrOpt = None
     retries: RetriesOpt = None
     stop_loss: StopLossOpt = None
@@ -216,10 +217,12 @@ class Engine(OptionGroup):
         """The given options as the engine's keyword arguments (``None`` left out), checked for ``method``: stopping
         values in range, no option the method's optimiser ignores (the loss spec: ``ganinv.cli.invert.check_loss``).
         Raises :class:`InputError`."""
-        check_optimizer_options(self.optimizer, method, lr=self.lr, lbfgs_precondition=self.lbfgs_precondition)
+        check_optimizer_options(self.optimizer, method, lr=self.lr, lbfgs_precondition=self.lbfgs_precondition,
+                                lbfgs_history=self.lbfgs_history)
         given = {"space": self.space, "steps": self.steps, "loss": self.loss, "restarts": self.restarts,
                  "init": self.init, "noise": self.noise, "optimizer": self.optimizer,
-                 "lbfgs_precondition": self.lbfgs_precondition, "lr": self.lr,
+                 "lbfgs_precondition": self.lbfgs_precondition, "lbfgs_history": self.lbfgs_history,
+                 "lr": self.lr,
                  **engine_options(retries=self.retries, stop_loss=self.stop_loss, tol=self.tol,
                                   min_steps=self.min_steps, polish_steps=self.polish_steps, coarse=self.coarse,
                                   coarse_steps=self.coarse_steps)}
