@@ -56,9 +56,10 @@ def test_encoder_and_hybrid_methods_write_results(digits, tmp_path):
     assert json.loads((out3 / "summary.json").read_text())["options"]["lbfgs_precondition"] == 0.5
     out4 = tmp_path / "hyb-h"
     result = run("invert", digits, "--method", "hybrid", "--encoder", enc, "--steps", "2", "--lbfgs-history",
-                 "7", "--out", out4)
+                 "7", "--no-saturation", "--out", out4)
     assert result.exit_code == 0, result.output
-    assert json.loads((out4 / "summary.json").read_text())["options"]["lbfgs_history"] == 7
+    options = json.loads((out4 / "summary.json").read_text())["options"]
+    assert options["lbfgs_history"] == 7 and options["saturation"] is False
 
 
 def test_pti_method_writes_deltas_that_reproduce_the_reconstruction(digits, tmp_path):

@@ -51,6 +51,10 @@ LbfgsPreconditionOpt = Annotated[Optional[float], typer.Option(
     "--lbfgs-precondition", rich_help_panel=ENGINE_PANEL,
     help="L-BFGS: rescale the latent's coordinates by the generator's Gauss-Newton "
     "diagonal to this power (0 = off; the hybrid's default is 0.75 in W+).")]
+SaturationOpt = Annotated[Optional[bool], typer.Option(
+    "--saturation/--no-saturation", rich_help_panel=ENGINE_PANEL,
+    help="Reconstruction: treat pixels at 0 or 255 as clipped and penalise the render there only on the wrong "
+    "side of the bound, as its clipped display would be (default on).")]
 LbfgsHistoryOpt = Annotated[Optional[int], typer.Option(
     "--lbfgs-history", rich_help_panel=ENGINE_PANEL,
     help="L-BFGS: curvature pairs each image keeps (default 100).")]

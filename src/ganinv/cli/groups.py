@@ -29,8 +29,8 @@ import typer
 
 from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
                                LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
-                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, StopLossOpt, TolOpt, WeightsOpt,
-                               apply_max_memory, check_optimizer_options, engine_options, resolve_device,
+                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, SaturationOpt, StopLossOpt, TolOpt,
+                               WeightsOpt, apply_max_memory, check_optimizer_options, engine_options, resolve_device,
                                resolve_generator)
 from ganinv.errors import InputError
 
@@ -211,6 +211,7 @@ class Engine(OptionGroup):
     polish_steps: PolishStepsOpt = None
     coarse: CoarseOpt = None
     coarse_steps: CoarseStepsOpt = None
+    saturation: SaturationOpt = None
     max_memory: MaxMemoryOpt = None
 
     def options(self, method: str) -> dict[str, object]:
@@ -222,7 +223,7 @@ class Engine(OptionGroup):
         given = {"space": self.space, "steps": self.steps, "loss": self.loss, "restarts": self.restarts,
                  "init": self.init, "noise": self.noise, "optimizer": self.optimizer,
                  "lbfgs_precondition": self.lbfgs_precondition, "lbfgs_history": self.lbfgs_history,
-                 "lr": self.lr,
+                 "lr": self.lr, "saturation": self.saturation,
                  **engine_options(retries=self.retries, stop_loss=self.stop_loss, tol=self.tol,
                                   min_steps=self.min_steps, polish_steps=self.polish_steps, coarse=self.coarse,
                                   coarse_steps=self.coarse_steps)}

@@ -112,6 +112,10 @@ class OptimizeSettings:
             more than this many times the median of its batch's (with at least 3 targets) is run once more from
             ``2 · restarts`` fresh random starts and keeps the better result (None: off). 10× the median is a
             PSNR 10 dB below it: a poor local minimum, not a harder image.
+        saturation: reconstruction only (no physics): a target pixel at 0 or 1 counts as clipped — a photograph's
+            blown highlight or crushed shadow, or a generator's sample shown clipped where it drew beyond [0, 1] —
+            and the loss sees the render there as the clipped display would (penalised only on the wrong side of
+            the bound; :func:`~ganinv.losses.saturation.match_saturation`). False: the plain two-sided loss.
         coarse: coarse-to-fine stages (:mod:`ganinv.inverters.coarse`): resolutions below the output at which
             the latent is first optimised against the downsampled target, rendering only the blocks up to each
             (StyleGAN2; ``"32,64"`` or ``[32, 64]``), ``"off"``, or ``"auto"`` (the default): see
@@ -152,6 +156,7 @@ class OptimizeSettings:
     retries: int = 0
     lagging: float | None = 10.0
     min_steps: float = 0.25
+    saturation: bool = True
     coarse: str | list[int] | None = "auto"
     coarse_steps: int | None = None
     batch_size: int | None = None
@@ -460,6 +465,8 @@ def _validate(G: Generator, s: OptimizeSettings, physics_given: bool = False,
                          f"{s.lagging!r}")
     if s.retries and s.stop_loss is None:
         raise InputError("retries need stop_loss: a target is retried while its loss is above it")
+    if not isinstance(s.saturation, bool):
+        raise InputError(f"saturation is True or False, got {s.saturation!r}")
     for name in ("noise_steps", "polish_steps", "patience", "retries"):
         value = getattr(s, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -836,6 +843,7 @@ def optimize(G: Generator, target: Tensor, physics: Any = None, settings: Optimi
     with _FrozenGenerator(G):
         y = _check_target(G, target, physics)
         loss_fn = CombinedLoss.from_spec(s.loss, discriminator=discriminator).to(G.device)
+        loss_fn.saturation = physics is None and s.saturation
         B, K = y.shape[0], s.restarts
         stats = latent_stats(G, space)
         render = _Renderer(G, space, s.compile)

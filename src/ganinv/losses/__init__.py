@@ -30,10 +30,12 @@ from ganinv.losses.discriminator import DiscriminatorFeatureLoss
 from ganinv.losses.identity import IdentityLoss
 from ganinv.losses.perceptual import LPIPSLoss, backbone_path, lpips_available, missing_weights_message
 from ganinv.losses.pixel import l1, ms_ssim_loss, mse, ssim_loss
+from ganinv.losses.saturation import match_saturation
 
 __all__ = [
     "LOSS_NAMES", "CombinedLoss", "DiscriminatorFeatureLoss", "IdentityLoss", "LPIPSLoss", "backbone_path", "l1",
-    "lpips_available", "missing_weights_message", "ms_ssim_loss", "mse", "parse_loss_spec", "ssim_loss",
+    "lpips_available", "match_saturation", "missing_weights_message", "ms_ssim_loss", "mse", "parse_loss_spec",
+    "ssim_loss",
 ]
 
 _PIXEL: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": mse, "l1": l1, "ssim": ssim_loss,
@@ -99,10 +101,15 @@ class CombinedLoss(nn.Module):
 
     Args:
         terms: name → (weight, loss callable ``(pred, target) -> [B]``); zero-weight terms are dropped.
+
+    Attributes:
+        saturation: compare ``pred`` with ``target`` through :func:`~ganinv.losses.saturation.match_saturation`
+            (target pixels at 0 or 1 count as clipped); False by default, set by the engine for reconstruction.
     """
 
     def __init__(self, terms: Mapping[str, tuple[float, Callable[[Tensor, Tensor], Tensor]]]) -> None:
         super().__init__()
+        self.saturation = False
         kept = {name: (float(w), fn) for name, (w, fn) in terms.items() if w != 0}
         if not kept:
             raise InputError("the loss has no term with a non-zero weight")
@@ -156,6 +163,8 @@ class CombinedLoss(nn.Module):
         """Weighted sum ``[B]`` of the terms for ``pred`` and ``target`` (``[B, C, H, W]`` in [0, 1])."""
         total: Tensor | None = None
         last: dict[str, Tensor] = {}
+        if self.saturation:
+            pred = match_saturation(pred, target)
         for name, weight in self.weights.items():
             value = self.term(name)(pred, target)
             last[name] = value.detach()
