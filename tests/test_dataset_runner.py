@@ -243,7 +243,8 @@ def test_cli_lists_globs_summary_and_refusals(data, tmp_path):
     result = runner.invoke(app, ["invert-dataset", str(tmp_path / "list.csv"), *base, "--method", "hybrid",
                                  "--lr", "0.1"])
     assert result.exit_code == 1 and "L-BFGS (the hybrid's default) has none" in result.output
-    result = runner.invoke(app, ["invert-dataset", str(tmp_path / "list.csv"), *base, "--lbfgs-precondition", "0.5"])
+    result = runner.invoke(app, ["invert-dataset", str(tmp_path / "list.csv"), *base, "--optimizer", "adam",
+                                 "--lbfgs-precondition", "0.5"])
     assert result.exit_code == 1 and "add --optimizer lbfgs" in result.output
     # the optimiser reaches the engine and the run's recorded settings
     lb = ["--model", str(data / "model"), "--steps", "3", "--out", str(tmp_path / "lb"), "--device", "cpu"]

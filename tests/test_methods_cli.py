@@ -62,6 +62,16 @@ def test_encoder_and_hybrid_methods_write_results(digits, tmp_path):
     assert options["lbfgs_history"] == 7 and options["saturation"] is False
 
 
+def test_lbfgs_options_reach_the_default_optimizer(digits, tmp_path):
+    # without --optimizer, reconstruction runs L-BFGS (auto): its options are accepted and recorded
+    out = tmp_path / "opt"
+    result = run("invert", digits, "--steps", "3", "--lbfgs-history", "20", "--lbfgs-precondition", "0.5",
+                 "--warmup", "0.34", "--out", out)
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "summary.json").read_text())["options"]
+    assert options["lbfgs_history"] == 20 and options["lbfgs_precondition"] == 0.5 and options["warmup"] == 0.34
+
+
 def test_pti_method_writes_deltas_that_reproduce_the_reconstruction(digits, tmp_path):
     from ganinv.inverters.pti import apply_deltas, load_deltas
 
@@ -103,7 +113,10 @@ def test_encoder_for_another_model_is_refused(digits, tmp_path):
     (["--method", "pti", "--video", "v.gif"], "--video shows an optimisation"),
     (["--method", "hybrid", "--lr", "0.1"], "L-BFGS (the hybrid's default) has none"),
     (["--method", "optimize", "--optimizer", "lbfgs", "--lr", "0.1"], "--lr sets Adam's learning rate"),
-    (["--method", "optimize", "--lbfgs-precondition", "0.5"], "add --optimizer lbfgs"),
+    (["--method", "optimize", "--lr", "0.1", "--lbfgs-precondition", "0.5"], "add --optimizer lbfgs"),
+    (["--method", "optimize", "--warmup", "1.5"], "--warmup is the fraction of --steps"),
+    (["--method", "optimize", "--optimizer", "adam", "--warmup", "0.1"], "uses Adam throughout"),
+    (["--method", "hybrid", "--lr", "0.1", "--optimizer", "adam", "--warmup", "0.1"], "uses Adam throughout"),
     (["--method", "optimize", "--optimizer", "adam", "--lbfgs-history", "20"], "add --optimizer lbfgs"),
     (["--method", "hybrid", "--lbfgs-history", "0"], "curvature pairs ≥ 1, got 0"),
     (["--method", "hybrid", "--lbfgs-precondition", "3"], "lbfgs_precondition is an exponent in [0, 2]"),

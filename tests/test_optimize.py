@@ -33,7 +33,8 @@ BASE: dict = dict(steps=20, optimizer="adam", lr=0.1, loss="mse", init="mean", r
                   lr_rampup=0.05, lr_rampdown=0.25, latent_noise=0.0, latent_noise_ramp=0.75, tol=1e-3,
                   patience=None, min_steps=0.25, batch_size=None, compile=False, seed=0)
 # Knobs that only some versions of the engine have: off wherever they exist.
-OPTIONAL_OFF: dict = dict(polish_steps=0, stop_loss=None, lbfgs_first_step=None, noise_lr=None, lagging=None)
+OPTIONAL_OFF: dict = dict(polish_steps=0, stop_loss=None, lbfgs_first_step=None, noise_lr=None, lagging=None,
+                          warmup=0.0)
 FIELDS = set(OptimizeSettings.__dataclass_fields__)
 
 

@@ -76,6 +76,10 @@ TolOpt = Annotated[Optional[float], typer.Option(
 MinStepsOpt = Annotated[Optional[float], typer.Option(
     "--min-steps", rich_help_panel=ENGINE_PANEL,
     help="Fraction of --steps an image runs before --patience may stop it (default 0.25).")]
+WarmupOpt = Annotated[Optional[float], typer.Option(
+    "--warmup", rich_help_panel=ENGINE_PANEL,
+    help="L-BFGS from a random or best-of-N start: fraction of --steps run with Adam first, to cross the small "
+    "local minima L-BFGS would stop in (default 0.2; 0 = L-BFGS from the start).")]
 PolishStepsOpt = Annotated[Optional[int], typer.Option(
     "--polish-steps", rich_help_panel=ENGINE_PANEL,
     help="Per-image L-BFGS iterations after the latent phase, from each image's best latent.")]
@@ -202,22 +206,39 @@ def check_encoder_options(method: str, options: dict[str, object]) -> None:
         raise InputError(f"--method {method} runs no optimisation; drop {flags}")
 
 
+#: The optimiser each method runs when ``--optimizer`` is not given: the hybrid's L-BFGS; ``auto`` (L-BFGS for
+#: reconstruction unless an option asks for Adam, :func:`ganinv.inverters.optimize.resolve_optimizer`) for
+#: optimisation and PTI's pivot; Adam elsewhere.
+DEFAULT_OPTIMIZER = {"hybrid": "lbfgs", "optimize": "auto", "pti": "auto"}
+
+
 def check_optimizer_options(optimizer: str | None, method: str, *, lr: float | None = None,
-                            lbfgs_precondition: float | None = None, lbfgs_history: int | None = None) -> None:
+                            lbfgs_precondition: float | None = None, lbfgs_history: int | None = None,
+                            warmup: float | None = None) -> None:
     """Refuse an option the optimiser in use ignores: ``--lr`` with L-BFGS (given, or the hybrid's default),
-    which has no learning rate; ``--lbfgs-precondition`` / ``--lbfgs-history`` with Adam (given, or every other
-    method's default), and a history below 1."""
-    used = optimizer or ("lbfgs" if method == "hybrid" else "adam")
+    which has no learning rate; ``--lbfgs-precondition`` / ``--lbfgs-history`` / ``--warmup`` with Adam (given,
+    chosen by ``auto`` because of ``--lr``, or the method's default, :data:`DEFAULT_OPTIMIZER`), a history below 1
+    and a warm-up outside [0, 1)."""
+    used = optimizer or DEFAULT_OPTIMIZER.get(method, "adam")
+    if used == "auto" and lr is not None:
+        used = "adam"  # a learning rate makes auto pick Adam
     if lr is not None and used == "lbfgs":
         raise InputError("--lr sets Adam's learning rate; L-BFGS (the hybrid's default) has none — drop --lr"
                          + (", or add --optimizer adam to refine with Adam" if method == "hybrid" else ""))
-    if lbfgs_precondition is not None and used != "lbfgs":
+    if lbfgs_precondition is not None and used == "adam":
         raise InputError("--lbfgs-precondition rescales L-BFGS's coordinates; add --optimizer lbfgs to use it")
     if lbfgs_history is not None:
         if lbfgs_history < 1:
             raise InputError(f"--lbfgs-history is a number of curvature pairs ≥ 1, got {lbfgs_history}")
-        if used != "lbfgs":
+        if used == "adam":
             raise InputError("--lbfgs-history sets L-BFGS's memory; add --optimizer lbfgs to use it")
+    if warmup is not None:
+        if not 0 <= warmup < 1:
+            raise InputError(f"--warmup is the fraction of --steps run with Adam before L-BFGS, in [0, 1); got "
+                             f"{warmup}")
+        if used == "adam":
+            raise InputError("--warmup is the Adam phase that opens an L-BFGS run; this run uses Adam throughout "
+                             "— drop --warmup, or add --optimizer lbfgs")
 
 
 def human_size(n_bytes: float) -> str:

@@ -30,7 +30,7 @@ import typer
 from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
                                LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
                                OutputRangeOpt, PolishStepsOpt, RetriesOpt, SaturationOpt, StopLossOpt, TolOpt,
-                               WeightsOpt, apply_max_memory, check_optimizer_options, engine_options, resolve_device,
+                               WarmupOpt, WeightsOpt, apply_max_memory, check_optimizer_options, engine_options, resolve_device,
                                resolve_generator)
 from ganinv.errors import InputError
 
@@ -209,6 +209,7 @@ class Engine(OptionGroup):
     tol: TolOpt = None
     min_steps: MinStepsOpt = None
     polish_steps: PolishStepsOpt = None
+    warmup: WarmupOpt = None
     coarse: CoarseOpt = None
     coarse_steps: CoarseStepsOpt = None
     saturation: SaturationOpt = None
@@ -219,11 +220,11 @@ class Engine(OptionGroup):
         values in range, no option the method's optimiser ignores (the loss spec: ``ganinv.cli.invert.check_loss``).
         Raises :class:`InputError`."""
         check_optimizer_options(self.optimizer, method, lr=self.lr, lbfgs_precondition=self.lbfgs_precondition,
-                                lbfgs_history=self.lbfgs_history)
+                                lbfgs_history=self.lbfgs_history, warmup=self.warmup)
         given = {"space": self.space, "steps": self.steps, "loss": self.loss, "restarts": self.restarts,
                  "init": self.init, "noise": self.noise, "optimizer": self.optimizer,
                  "lbfgs_precondition": self.lbfgs_precondition, "lbfgs_history": self.lbfgs_history,
-                 "lr": self.lr, "saturation": self.saturation,
+                 "lr": self.lr, "saturation": self.saturation, "warmup": self.warmup,
                  **engine_options(retries=self.retries, stop_loss=self.stop_loss, tol=self.tol,
                                   min_steps=self.min_steps, polish_steps=self.polish_steps, coarse=self.coarse,
                                   coarse_steps=self.coarse_steps)}
