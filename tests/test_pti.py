@@ -145,3 +145,20 @@ def test_pti_option_errors(tiny_sg2):
         invert_pti(tiny_sg2, x, PTISettings(pivot={"bogus": 1}))
     with pytest.raises(InputError, match="presets"):
         invert(tiny_sg2, x, method="pti", preset="nvidia")
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_tuning_sees_clipped_pixels_as_the_pivot_did(tiny_sg2, monkeypatch, flag):
+    from ganinv.losses import CombinedLoss
+
+    built = []
+    original = CombinedLoss.from_spec.__func__
+
+    def spy(cls, *a, **k):
+        loss = original(cls, *a, **k)
+        built.append(loss)
+        return loss
+
+    monkeypatch.setattr(CombinedLoss, "from_spec", classmethod(spy))
+    invert(tiny_sg2, targets(tiny_sg2, 1), method="pti", steps=2, pivot={"steps": 2, "saturation": flag})
+    assert len(built) >= 2 and {loss.saturation for loss in built} == {flag}  # the pivot's loss, then the tuning's

@@ -218,7 +218,8 @@ def invert_pti(G: Generator, target: Tensor, settings: PTISettings | None = None
     y = target.to(G.device, torch.float32)
     B = y.shape[0]
     loss_fn = CombinedLoss.from_spec(s.loss).to(G.device)
-    loss_fn.saturation = True  # clipped target pixels, as the pivot's optimisation sees them
+    # clipped target pixels, as the pivot's optimisation saw them (its ``saturation`` option, on by default)
+    loss_fn.saturation = bool(pivot_opts.get("saturation", OptimizeSettings.saturation))
     lo, hi = G.output_range
     gen = torch.Generator().manual_seed(int(s.seed) + 17)
     history: dict[str, list[list[float]]] = {"loss": []}
