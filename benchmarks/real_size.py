@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from readme_section import replace_section
+from readme_section import write_results
 
 from ganinv import invert, memory
 from ganinv.generators.stylegan2 import StyleGAN2Generator
@@ -367,14 +367,7 @@ def main() -> None:
         if args.recovery_resolution:
             results["quality"] = quality_section(args.recovery_resolution, args.targets, args.budget, progress,
                                                  args.methods.split(",") if args.methods else None)
-    out_dir = args.results_dir or ROOT / "benchmarks" / "results"
-    docs = args.results_dir or ROOT / "docs"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "real_size.json").write_text(json.dumps(results, indent=2) + "\n")
-    (docs / "real_size.md").write_text(render(results))
-    if args.results_dir is None:
-        replace_section("real-size-table", readme_table(results))
-    print(f"wrote {out_dir / 'real_size.json'} and {docs / 'real_size.md'}")
+    write_results("real_size", results, render(results), "real-size-table", readme_table(results), args.results_dir)
 
 
 if __name__ == "__main__":

@@ -29,14 +29,13 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from readme_section import replace_section
+from readme_section import write_results
 from unseen_generators import GENERATORS
 
 from ganinv import invert, zoo
 from ganinv.data import heldout_subset
 from ganinv.generators.base import Generator
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Targets per generator where a step is expensive on a CPU (StyleGAN3's alias-free layers).
 SLOW = {"stylegan3-t-32": 4}
 #: Generators whose 10×-budget real-image run does not fit a CPU session.
@@ -139,14 +138,7 @@ def main() -> None:
                            "date": time.strftime("%Y-%m-%d")},
                "targets": args.targets, "real_images": args.real, "real_scale": args.real_scale, "generators": rows,
                "bundled_real": bundled}
-    out_dir = args.results_dir or ROOT / "benchmarks" / "results"
-    docs = args.results_dir or ROOT / "docs"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "unseen.json").write_text(json.dumps(results, indent=2) + "\n")
-    (docs / "unseen.md").write_text(render(results))
-    if args.results_dir is None:
-        replace_section("unseen-table", readme_table(results))
-    print(f"wrote {out_dir / 'unseen.json'} and {docs / 'unseen.md'}")
+    write_results("unseen", results, render(results), "unseen-table", readme_table(results), args.results_dir)
 
 
 def readme_table(r: dict[str, Any]) -> str:
@@ -162,8 +154,8 @@ def readme_table(r: dict[str, Any]) -> str:
                      f"{d['median_psnr']:.1f} / {d['min_psnr']:.1f} dB | {d['seconds_per_image']:.2f} | "
                      f"{o['recovered_40db']:.0%}, {o['min_psnr']:.1f} dB | {real_text} |")
     if r.get("bundled_real"):
-        lines += ["", f"| bundled model, {r['real_images']} real held-out digits | defaults | {r['real_scale']}× budget "
-                  "| gap (worst) | s / image: defaults, long |", "|---|---|---|---|---|"]
+        lines += ["", f"| bundled model, {r['real_images']} real held-out digits | defaults | "
+                  f"{r['real_scale']}× budget | gap (worst) | s / image: defaults, long |", "|---|---|---|---|---|"]
         for b in r["bundled_real"]:
             lines.append(f"| `{b['name']}` | {b['default_psnr']:.2f} dB | {b['long_psnr']:.2f} dB | "
                          f"{b['gap_db']:+.2f} ({b['worst_gap_db']:+.2f}) dB | {b['default_seconds_per_image']:.2f}, "

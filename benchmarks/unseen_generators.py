@@ -74,7 +74,8 @@ class UpBlock(nn.Module):
 
 
 class ResNet32(nn.Module):
-    """z ``[128]`` → 32 × 32 RGB: a linear layer to 4 × 4 × ch, three upsampling residual blocks, BN-ReLU-conv-tanh."""
+    """z ``[128]`` → 32 × 32 RGB: a linear layer to 4 × 4 × ch, three upsampling residual blocks,
+    BN-ReLU-conv-tanh."""
 
     def __init__(self, z_dim: int = 128, ch: int = 128) -> None:
         super().__init__()

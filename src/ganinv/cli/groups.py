@@ -30,8 +30,8 @@ import typer
 from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
                                LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
                                OutputRangeOpt, PolishStepsOpt, RetriesOpt, SaturationOpt, StopLossOpt, TolOpt,
-                               WarmupOpt, WeightsOpt, apply_max_memory, check_optimizer_options, engine_options, resolve_device,
-                               resolve_generator)
+                               WarmupOpt, WeightsOpt, apply_max_memory, check_optimizer_options, engine_options,
+                               resolve_device, resolve_generator)
 from ganinv.errors import InputError
 
 if TYPE_CHECKING:
