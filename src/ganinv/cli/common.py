@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional, ParamSpec, TypeVar
@@ -67,6 +68,13 @@ RetriesOpt = Annotated[Optional[int], typer.Option(
     rich_help_panel=ENGINE_PANEL,
     help="Re-run images whose loss stays above --stop-loss from fresh random starts, up to this many rounds "
     "(needs --stop-loss).")]
+LaggingOpt = Annotated[Optional[str], typer.Option(
+    "--lagging", rich_help_panel=ENGINE_PANEL,
+    help="Re-run an image whose loss ends more than this many times its batch's lower quartile (3+ images) from "
+    "fresh random starts (default 10; off to turn it off).")]
+LaggingRoundsOpt = Annotated[Optional[int], typer.Option(
+    "--lagging-rounds", rich_help_panel=ENGINE_PANEL,
+    help="Rounds of --lagging re-runs, twice the starts each (default 2).")]
 StopLossOpt = Annotated[Optional[float], typer.Option(
     "--stop-loss", rich_help_panel=ENGINE_PANEL,
     help="Stop an image as soon as its loss is at or below this value (per image).")]
@@ -118,7 +126,8 @@ def apply_max_memory(value: str | None) -> int | None:
 
 def engine_options(*, retries: int | None = None, stop_loss: float | None = None, tol: float | None = None,
                    min_steps: float | None = None, polish_steps: int | None = None, coarse: str | None = None,
-                   coarse_steps: int | None = None) -> dict[str, object]:
+                   coarse_steps: int | None = None, lagging: str | None = None,
+                   lagging_rounds: int | None = None) -> dict[str, object]:
     """The stopping / restart options a command passes to the engine, checked the way the CLI words them."""
     if retries is not None and retries < 0:
         raise InputError(f"--retries must be ≥ 0, got {retries}")
@@ -137,9 +146,28 @@ def engine_options(*, retries: int | None = None, stop_loss: float | None = None
         text = coarse.strip().lower()
         if text not in ("auto", "off", "none") and not all(v.strip().isdigit() for v in text.split(",")):
             raise InputError(f"--coarse takes 'auto', 'off' or resolutions like 32,64; got {coarse!r}")
+    if lagging_rounds is not None and lagging_rounds < 0:
+        raise InputError(f"--lagging-rounds must be ≥ 0, got {lagging_rounds}")
     given = {"retries": retries, "stop_loss": stop_loss, "tol": tol, "min_steps": min_steps,
-             "polish_steps": polish_steps, "coarse": coarse, "coarse_steps": coarse_steps}
-    return {k: v for k, v in given.items() if v is not None}
+             "polish_steps": polish_steps, "coarse": coarse, "coarse_steps": coarse_steps,
+             "lagging_rounds": lagging_rounds}
+    out = {k: v for k, v in given.items() if v is not None}
+    if lagging is not None:
+        text = lagging.strip().lower()
+        if text in ("off", "none", "0"):
+            if lagging_rounds:
+                raise InputError("--lagging off and --lagging-rounds contradict each other: give one")
+            out["lagging_rounds"] = 0  # no rounds: the engine's own spelling of off (a None would read "not given")
+        else:
+            try:
+                factor = float(text)
+            except ValueError:
+                factor = math.nan
+            if not (math.isfinite(factor) and factor > 1):
+                raise InputError(f"--lagging is a multiple of the batch's lower-quartile loss, a number > 1, or off; "
+                                 f"got {lagging!r}")
+            out["lagging"] = factor
+    return out
 
 
 def resolve_generator(model: str | None, generator: str | None = None, weights: Path | None = None,

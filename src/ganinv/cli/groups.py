@@ -27,11 +27,11 @@ from pathlib import Path
 
 import typer
 
-from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LatentDimOpt,
-                               LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt, MinStepsOpt, ModelOpt, OptimizerOpt,
-                               OutputRangeOpt, PolishStepsOpt, RetriesOpt, SaturationOpt, StopLossOpt, TolOpt,
-                               WarmupOpt, WeightsOpt, apply_max_memory, check_optimizer_options, engine_options,
-                               resolve_device, resolve_generator)
+from ganinv.cli.common import (ENGINE_PANEL, CoarseOpt, CoarseStepsOpt, GeneratorOpt, ImageShapeOpt, LaggingOpt,
+                               LaggingRoundsOpt, LatentDimOpt, LbfgsHistoryOpt, LbfgsPreconditionOpt, MaxMemoryOpt,
+                               MinStepsOpt, ModelOpt, OptimizerOpt, OutputRangeOpt, PolishStepsOpt, RetriesOpt,
+                               SaturationOpt, StopLossOpt, TolOpt, WarmupOpt, WeightsOpt, apply_max_memory,
+                               check_optimizer_options, engine_options, resolve_device, resolve_generator)
 from ganinv.errors import InputError
 
 if TYPE_CHECKING:
@@ -205,6 +205,8 @@ class Engine(OptionGroup):
     lbfgs_history: LbfgsHistoryOpt = None
     lr: LrOpt = None
     retries: RetriesOpt = None
+    lagging: LaggingOpt = None
+    lagging_rounds: LaggingRoundsOpt = None
     stop_loss: StopLossOpt = None
     tol: TolOpt = None
     min_steps: MinStepsOpt = None
@@ -227,7 +229,8 @@ class Engine(OptionGroup):
                  "lr": self.lr, "saturation": self.saturation, "warmup": self.warmup,
                  **engine_options(retries=self.retries, stop_loss=self.stop_loss, tol=self.tol,
                                   min_steps=self.min_steps, polish_steps=self.polish_steps, coarse=self.coarse,
-                                  coarse_steps=self.coarse_steps)}
+                                  coarse_steps=self.coarse_steps, lagging=self.lagging,
+                                  lagging_rounds=self.lagging_rounds)}
         return {k: v for k, v in given.items() if v is not None}
 
     def apply_memory(self) -> int | None:
