@@ -149,6 +149,26 @@ def test_filtered_leaky_relu_matches_the_textbook_sequence() -> None:
     assert (ref.abs() > 1.0).any()  # the clamp region was exercised before filtering
 
 
+def test_filtered_leaky_relu_in_channel_groups_equals_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the activation runs in channel groups (cache-sized); values and gradients are those of the whole."""
+    import ganinv.generators.stylegan3 as sg3
+
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(3, 7, 14, 14, generator=gen) * 3).requires_grad_(True)
+    fu = torch.tensor(lowpass_filter(12, 4.0, 6.0, 32.0), dtype=torch.float32)
+    fu2, fd = fu[:, None] * fu[None, :] * 4, fu[:, None] * fu[None, :]
+    weight = torch.randn(3, 7, 12, 12, generator=gen)
+    results = []
+    for budget in (1 << 40, 3 * 34 * 34 * 4 * 2):  # all channels at once; 2 channels per group (upsampled: 34²)
+        monkeypatch.setattr(sg3, "CPU_GROUP_BYTES", budget)
+        assert sg3._channel_group(x, 2, (9, 8, 9, 8), fu2) == (7 if budget > 1e9 else 2)
+        y = filtered_leaky_relu(x, fu2, fd, 2, 2, (9, 8, 9, 8), clamp=2.5)
+        (g,) = torch.autograd.grad((y * weight).sum(), x)
+        results.append((y.detach(), g))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=0, atol=1e-6)
+
+
 def test_filter_design() -> None:
     f = lowpass_filter(12, 4.0, 6.0, 32.0)
     assert f.shape == (12,) and abs(f.sum() - 1) < 1e-12 and abs(f - f[::-1]).max() < 1e-15
