@@ -199,6 +199,14 @@ def _mean_time(times: list[float | None]) -> float | None:
     return None if any(t is None for t in times) else sum(times) / len(times)  # type: ignore[arg-type]
 
 
+def below(stages: str | None, resolution: int) -> bool:
+    """Whether explicit coarse ``stages`` ("32,64") all lie below ``resolution`` (rows whose stages do not are
+    left out: a 64 px stage of a 64 px model is no coarse stage); True for none or ``"off"``."""
+    if stages is None or stages == "off":
+        return True
+    return all(int(v) < resolution for v in stages.split(","))
+
+
 def quality_section(resolution: int, n: int, budget: float, progress: Progress,
                     methods: list[str] | None = None) -> dict[str, Any]:
     G = make_generator(resolution)
@@ -214,7 +222,7 @@ def quality_section(resolution: int, n: int, budget: float, progress: Progress,
         ("coarse-64-short", "ganinv, coarse 64 px for 50 steps", {"coarse": "64", "coarse_steps": 50}),
         ("rosinality", "rosinality schedule (W+)", {"preset": "rosinality", "loss": "mse"}),
         ("nvidia", "NVIDIA schedule (W)", {"preset": "nvidia", "loss": "mse"}))
-        if (key in methods if methods else key != "coarse-64-short")]
+        if (key in methods if methods else key != "coarse-64-short") and below(opts.get("coarse"), resolution)]
     rows = []
     for _, label, opts in runs:
         opts = dict(opts)
@@ -293,7 +301,9 @@ def render(r: dict[str, Any]) -> str:
     lines += ["", "*peak RSS*: the process's resident memory above its level before the step, sampled every 5 ms; "
               "*predicted*: the meta-device probe's estimate (saved tensors × 1.5) that the memory-aware batching "
               "plans with; *auto batch*: the rows that fit this machine's automatic budget "
-              f"({memory.human_bytes(r['cost'][0]['budget_bytes'])} here), at most 64 on a CPU."]
+              f"({memory.human_bytes(r['cost'][0]['budget_bytes'])} here), at most 64 on a CPU and no more than make "
+              f"{memory.human_bytes(memory.CPU_SATURATION_BYTES)} of work, past which a CPU gains nothing from "
+              "batching."]
     refs = [row for row in r["cost"] if "reference" in row]
     if refs:
         lines += ["", "| resolution | reference | max abs diff | theirs s / step | ours s / step | ours faster |",
