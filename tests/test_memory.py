@@ -319,6 +319,8 @@ def test_lagging_is_measured_against_the_lower_quartile_so_a_mostly_stuck_batch_
     assert lagging_targets(loss, 10.0, stop_loss=0.02).numel() == 0  # at their tolerance: done
     # exact recoveries differ among themselves by orders of magnitude; none of them lags
     assert lagging_targets(torch.tensor([1e-14, 1e-14, 1e-14, 1e-10, 5e-9]), 10.0).numel() == 0
+    # nor does a target past 40 dB (MSE 1e-4), 500× its batch's quartile or not: more starts buy nothing visible
+    assert lagging_targets(torch.tensor([1e-7, 1e-7, 1e-7, 5e-5, 2e-4]), 10.0).tolist() == [4]
     # a diverged row (NaN) lags; a batch with nothing finite has no reference
     assert lagging_targets(torch.tensor([1e-3, 1e-3, 2e-3, math.nan]), 10.0).tolist() == [3]
     assert lagging_targets(torch.full((3,), math.nan), 10.0).numel() == 0
