@@ -424,7 +424,8 @@ def test_nvidia_stylegan3_pickle_loads_through_the_normal_loader(tmp_path, g_t: 
 
 
 def test_stylegan3_pickle_end_to_end_in_the_cli(tmp_path, g_t: StyleGAN3Generator) -> None:
-    """invert, directions (SeFa over StyleGAN3's affine layers), edit and restore run on a StyleGAN3 pickle."""
+    """invert, directions (SeFa over StyleGAN3's affine layers), edit, restore and multi-code inversion run on a
+    StyleGAN3 pickle."""
     import numpy as np
     from PIL import Image
     from typer.testing import CliRunner
@@ -445,3 +446,6 @@ def test_stylegan3_pickle_end_to_end_in_the_cli(tmp_path, g_t: StyleGAN3Generato
     r = run(app, ["restore", str(tmp_path / "x.png"), "--task", "denoise", "--sigma", "0.1", "--simulate",
                   "--model", str(pkl), "--steps", "3", "--out", str(tmp_path / "rest")])
     assert r.exit_code == 0, r.output
+    r = run(app, ["invert", str(tmp_path / "x.png"), "--model", str(pkl), "--method", "multicode", "--codes", "3",
+                  "--steps", "3", "--no-classifier", "--out", str(tmp_path / "mc")])
+    assert r.exit_code == 0 and (tmp_path / "mc" / "x.npz").exists(), r.output

@@ -212,7 +212,7 @@ class Generator(nn.Module):
         layers = self.feature_layers()
         if not layers:
             raise InputError(f"the {self.arch} generator exposes no intermediate features; multi-code inversion "
-                             f"needs a StyleGAN2 or DCGAN generator")
+                             f"needs a StyleGAN2, StyleGAN3 or DCGAN generator")
         return min(2, len(layers))
 
     def check_feature_layer(self, layer: int) -> int:

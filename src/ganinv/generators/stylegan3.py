@@ -697,6 +697,42 @@ class StyleGAN3Generator(StyleGenerator):
             raise InputError(f"the input transform must be a finite 3×3 matrix, got shape {list(m.shape)}")
         self.input.transform.copy_(m)
 
+    # ----- intermediate features (multi-code inversion) ----------------------------
+    def feature_layers(self) -> list[str]:
+        """The layers after which the synthesis can be split, by NVIDIA's names (``L0_36_512`` …): every layer
+        but the ToRGB one."""
+        return [layer.spec.nvidia_name for layer in self.layers[:-1]]
+
+    def default_feature_layer(self) -> int:
+        """A quarter of the way through the synthesis (StyleGAN2's default, its 8×8 layer, is about as far)."""
+        return max(1, len(self.feature_layers()) // 4)
+
+    def tail_shape(self, layer: int) -> tuple[int, ...] | None:
+        """The layers after ``layer`` take the last ``num_ws − 1 − layer`` w+ rows (row 0 drives the input)."""
+        self.check_feature_layer(layer)
+        return (self.num_ws - 1 - layer, self.w_dim)
+
+    def render_head(self, latent: Tensor, space: str, layer: int) -> list[Tensor]:
+        """Fourier input (at the stored transform) and the first ``layer`` layers → ``[features]``."""
+        self.check_feature_layer(layer)
+        ws = self.convert(latent, space, "w+").float()
+        x = self.input(ws[:, 0])
+        for i in range(layer):
+            x = self.layers[i](x, ws[:, i + 1])
+        return [x]
+
+    def render_tail(self, state: list[Tensor], tail: Tensor | None, layer: int) -> Tensor:
+        """Continue from ``[features]`` with the tail codes ``tail`` ``[B, *tail_shape(layer)]`` → native image."""
+        shape = self.tail_shape(layer)
+        if tail is None or tuple(tail.shape[1:]) != shape:
+            raise InputError(f"the StyleGAN3 tail after layer {layer} needs codes of shape {list(shape or ())}")
+        x = state[0]
+        for j, lyr in enumerate(self.layers[layer:]):
+            x = lyr(x, tail[:, j].float())
+        if self.output_scale != 1:
+            x = x * self.output_scale
+        return x.contiguous()
+
     # ----- latents -----------------------------------------------------------------
 
     @torch.no_grad()

@@ -189,7 +189,7 @@ class Workbench:
             out.append("pti")
         if self.has_hyper:
             out.append("hyper")
-        if self.G.feature_layers:
+        if self.G.feature_layers():
             out.append("multicode")
         return out
 
