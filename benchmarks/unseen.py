@@ -14,7 +14,9 @@ in one process:
 
 Writes ``benchmarks/results/unseen.json``, ``docs/unseen.md`` and the README's ``<!-- unseen-table -->``.
 Run: ``python benchmarks/unseen.py [--targets 24] [--real 4] [--only mlp,dcgan] [--threads 2]``
-(``--targets 3 --real 1 --real-scale 2 --only mlp --results-dir /tmp/x`` is a smoke run).
+(``--targets 3 --real 1 --real-scale 2 --only mlp --results-dir /tmp/x`` is a smoke run). ``--update --only NAMES``
+reruns those generators into the existing results and keeps every other row (each row records its date; with
+``--real 0`` a rerun row keeps its earlier out-of-range result, and ``--bundled ''`` keeps the bundled rows).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ganinv import invert, zoo
 from ganinv.data import heldout_subset
 from ganinv.generators.base import Generator
 
+ROOT = Path(__file__).resolve().parents[1]
 #: Targets per generator where a step is expensive on a CPU (StyleGAN3's alias-free layers).
 SLOW = {"stylegan3-t-32": 4}
 #: Generators whose 10×-budget real-image run does not fit a CPU session.
@@ -84,6 +87,19 @@ def real_gap(G: Generator, x: torch.Tensor, scale: int) -> dict[str, Any]:
             "default_seconds_per_image": t_short / len(x), "long_seconds_per_image": t_long / len(x)}
 
 
+def load_previous(args: argparse.Namespace) -> dict[str, Any]:
+    """The results an ``--update`` run rewrites: their rows by name, bundled rows and date."""
+    path = (args.results_dir or ROOT / "benchmarks" / "results") / "unseen.json"
+    if not args.only:
+        raise SystemExit("--update needs --only: the generators to rerun")
+    if not path.is_file():
+        raise SystemExit(f"--update: no earlier results at {path}")
+    old = json.loads(path.read_text())
+    date = old["machine"]["date"]
+    return {"rows": {g["name"]: {"date": date, **g} for g in old["generators"]}, "bundled": old["bundled_real"],
+            "date": date, "real_images": old["real_images"], "real_scale": old["real_scale"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", type=int, default=24)
@@ -94,7 +110,10 @@ def main() -> None:
                     help="bundled models for the real-digit gap (empty: none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results-dir", type=Path, default=None, help="write here instead of the repository")
+    ap.add_argument("--update", action="store_true",
+                    help="rerun the --only generators into the existing results, keeping every other row")
     args = ap.parse_args()
+    previous = load_previous(args) if args.update else None
     torch.set_num_threads(args.threads)
     names = args.only.split(",") if args.only else list(GENERATORS)
     unknown = [n for n in names if n not in GENERATORS]
@@ -111,7 +130,8 @@ def main() -> None:
             n = min(args.targets, SLOW.get(name, args.targets))
             x = own_samples(G, n)
             row: dict[str, Any] = {"name": name, "description": description, "space": G.default_space,
-                                   "clipped_pixels": float(((x <= 0) | (x >= 1)).float().mean())}
+                                   "clipped_pixels": float(((x <= 0) | (x >= 1)).float().mean()),
+                                   "date": time.strftime("%Y-%m-%d")}
             progress.update(task, description=f"{name}: defaults on {n} own samples")
             row["defaults"] = recovery(G, x)
             progress.advance(task)
@@ -122,6 +142,9 @@ def main() -> None:
                 progress.update(task, description=f"{name}: {args.real} blends, defaults and "
                                                   f"{args.real_scale}× budget")
                 row["real"] = real_gap(G, blends(G, args.real), args.real_scale)
+            elif previous is not None and previous["rows"].get(name, {}).get("real"):
+                row["real"] = previous["rows"][name]["real"]
+                row["real_date"] = previous["rows"][name].get("real_date", previous["date"])
             progress.advance(task)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -133,6 +156,12 @@ def main() -> None:
                 bundled.append({"name": name, **real_gap(zoo.load(name), real_digits(args.real), args.real_scale)})
                 progress.advance(task)
                 print(json.dumps(bundled[-1]), flush=True)
+    if previous is not None:  # the rows not rerun, in their earlier order, then any new ones
+        fresh = {row["name"]: row for row in rows}
+        rows = [fresh.pop(n, old) for n, old in previous["rows"].items()] + list(fresh.values())
+        if not bundled:  # the bundled rows, and the settings they ran with, stay
+            bundled = previous["bundled"]
+            args.real, args.real_scale = previous["real_images"], previous["real_scale"]
     results = {"machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
                            "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
                            "date": time.strftime("%Y-%m-%d")},
@@ -182,8 +211,11 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     for g in r["generators"]:
+        when = f" Measured {g['date']}." if g.get("date") and g["date"] != m["date"] else ""
+        if g.get("real_date") and g["real_date"] != g.get("date"):
+            when += f" Blends from the run of {g['real_date']}."
         head += [f"## {g['name']}", "", f"- {g['description']}; {g['clipped_pixels']:.1%} of the sample pixels "
-                 "at 0 or 1.",
+                 f"at 0 or 1.{when}",
                  f"- defaults: PSNR per target {g['defaults']['per_image_psnr']}, "
                  f"{g['defaults']['mean_steps']:.0f} steps on average ({g['defaults']['optimizer']}).",
                  f"- warmup=0: PSNR per target {g['no_warmup']['per_image_psnr']}."]
