@@ -245,7 +245,8 @@ def test_cli_max_memory_bad_sizes_and_budgets_too_small(digits, tmp_path):
     r = invoke("invert", digits, "-o", out, "--steps", "2", env={"GANINV_MAX_MEMORY": "twelve"})
     assert r.exit_code == 1 and "GANINV_MAX_MEMORY" in r.output
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # nothing written, nothing lost
-    r = invoke("restore", digits, "--task", "inpaint", "--simulate", "-o", tmp_path / "r", "--max-memory", "1.5 parsecs")
+    r = invoke("restore", digits, "--task", "inpaint", "--simulate", "-o", tmp_path / "r",
+               "--max-memory", "1.5 parsecs")
     assert r.exit_code == 1 and "not a memory size" in r.output
 
 
