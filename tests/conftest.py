@@ -28,6 +28,20 @@ def make_tiny_stylegan2(img_channels: int = 1, seed: int = 0, resolution: int = 
     return G.eval().requires_grad_(False)
 
 
+def make_tiny_stylegan3(cfg: str = "t", seed: int = 3, w_avg_samples: int = 0):
+    """A 16 px StyleGAN3-T (``cfg="t"``) or -R (``"r"``) with random weights; ``w_avg_samples`` > 0 estimates its
+    mean w from that many samples (else it stays zero)."""
+    from ganinv.generators.stylegan3 import StyleGAN3Generator, stylegan3_r_config
+
+    torch.manual_seed(seed)
+    config = (stylegan3_r_config(16, z_dim=16, w_dim=16, channel_base=512, channel_max=32) if cfg == "r" else
+              dict(resolution=16, z_dim=16, w_dim=16, channel_base=256, channel_max=16))
+    G = StyleGAN3Generator(**config).eval().requires_grad_(False)
+    if w_avg_samples:
+        G.estimate_w_avg(w_avg_samples)
+    return G
+
+
 @pytest.fixture
 def offline_torch_home(monkeypatch, tmp_path):
     """An empty torch hub cache: LPIPS is unavailable and nothing is downloaded."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_tiny_stylegan3
 from ganinv import invert
 from ganinv.errors import InputError
 from ganinv.generators.wrap import wrap
@@ -59,21 +60,9 @@ def test_multicode_fits_better_than_one_code(fixture, request):
     assert len(many.history["loss"]) == 60
 
 
-def tiny_sg3(cfg: str):
-    """A 16 px StyleGAN3-T or -R with random weights."""
-    from ganinv.generators.stylegan3 import StyleGAN3Generator, stylegan3_r_config
-
-    torch.manual_seed(5)
-    config = (stylegan3_r_config(16, z_dim=16, w_dim=16, channel_base=512, channel_max=32) if cfg == "r" else
-              dict(resolution=16, z_dim=16, w_dim=16, channel_base=256, channel_max=16))
-    G = StyleGAN3Generator(**config).eval().requires_grad_(False)
-    G.estimate_w_avg(500)
-    return G
-
-
 @pytest.mark.parametrize("cfg", ["t", "r"])
 def test_stylegan3_head_then_tail_is_the_whole_generator_at_every_layer(cfg):
-    G = tiny_sg3(cfg)
+    G = make_tiny_stylegan3(cfg, seed=5, w_avg_samples=500)
     lat = G.sample_latent(2, "w+", seed=1)
     full = G._native(lat, "w+", None)
     names = G.feature_layers()
@@ -92,16 +81,18 @@ def test_stylegan3_head_then_tail_is_the_whole_generator_at_every_layer(cfg):
 def test_multicode_on_stylegan3_fits_better_than_one_code():
     """mGANprior on StyleGAN3 (features blended after one of its layers, the later layers on their own w+ rows):
     on images it did not make, N codes beat one W code, and the saved state re-renders the result."""
-    G = tiny_sg3("t")
+    G = make_tiny_stylegan3("t", seed=5, w_avg_samples=500)
     target = torch.rand(2, *G.image_shape, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
     one = invert(G, target, space="w", steps=40, init="best-of-16")
     many = invert(G, target, method="multicode", codes=4, steps=40, candidates=16)
     assert many.settings["layer"] == G.default_feature_layer() == max(1, (G.num_ws - 2) // 4)
-    assert many.latent.shape == (2, 4, G.w_dim) and many.extra["tail"].shape[1:] == G.tail_shape(many.settings["layer"])
+    layer = many.settings["layer"]
+    assert many.latent.shape == (2, 4, G.w_dim) and many.extra["tail"].shape[1:] == G.tail_shape(layer)
     assert float(many.metrics["loss"].mean()) < float(one.metrics["loss"].mean())
     importance = [many.extra["importance_0"]]
-    again = render_multicode(G, many.latent, importance, many.extra["tail"], "w", many.settings["layer"])
+    again = render_multicode(G, many.latent, importance, many.extra["tail"], "w", layer)
     assert torch.allclose(again.clamp(0, 1), many.image, atol=1e-5)
+
 
 def test_multicode_restores_through_a_physics_and_saves_its_codes(tiny_sg2, tmp_path):
     G = tiny_sg2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import make_tiny_stylegan2
+from conftest import make_tiny_stylegan2, make_tiny_stylegan3
 from ganinv.encoders import generator_fingerprint
 from ganinv.errors import CheckpointError, InputError
 from ganinv.inverters import invert
@@ -37,12 +37,7 @@ def render(G, latent, space):
 def tiny_sg3(cfg: str):
     """A 16 px StyleGAN3-T or -R with random weights (its resampling runs through custom autograd functions,
     which PTI's per-image ``vmap`` has to see through)."""
-    from ganinv.generators.stylegan3 import StyleGAN3Generator, stylegan3_r_config
-
-    torch.manual_seed(3)
-    config = (stylegan3_r_config(16, z_dim=16, w_dim=16, channel_base=512, channel_max=32) if cfg == "r" else
-              dict(resolution=16, z_dim=16, w_dim=16, channel_base=256, channel_max=16))
-    return StyleGAN3Generator(**config).eval().requires_grad_(False)
+    return make_tiny_stylegan3(cfg, seed=3)
 
 
 @pytest.mark.parametrize("which", ["sg2", "dcgan", "sg3-t", "sg3-r"])

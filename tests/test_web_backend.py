@@ -200,7 +200,6 @@ def test_z_only_generator_has_no_layers_or_mixing(tiny_dcgan, tmp_path):
         wb.edit(a, "sefa", 0, 1.0)
 
 
-
 def test_multicode_is_offered_only_for_generators_with_intermediate_features(tiny_dcgan, tmp_path):
     from ganinv.generators.wrap import wrap
 
@@ -208,6 +207,7 @@ def test_multicode_is_offered_only_for_generators_with_intermediate_features(tin
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 3 * 16 * 16), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (3, 16, 16)))
     G = wrap(mlp, latent_dim=4, image_shape=(3, 16, 16), output_range=(0, 1))
     assert "multicode" not in Workbench(G, "mlp", tmp_path).methods
+
 
 def test_model_card_and_markdown(wb):
     card = wb.model_card()

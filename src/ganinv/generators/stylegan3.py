@@ -399,7 +399,7 @@ def _channel_group(x: Tensor, up: int, padding: tuple[int, int, int, int], up_fi
         return x.shape[1]
     taps = 1 if up_filter is None else up_filter.shape[-1]
     px0, px1, py0, py1 = padding
-    h, w = x.shape[2] * up + py0 + py1 - taps + 1, x.shape[3] * up + px0 + px1 - taps + 1
+    h, w = _axis_plan(x.shape[2], taps, up, py0, py1)[0], _axis_plan(x.shape[3], taps, up, px0, px1)[0]
     per_channel = x.shape[0] * max(h, 1) * max(w, 1) * x.element_size()
     return max(1, min(x.shape[1], CPU_GROUP_BYTES // per_channel))
 
@@ -716,22 +716,14 @@ class StyleGAN3Generator(StyleGenerator):
         """Fourier input (at the stored transform) and the first ``layer`` layers → ``[features]``."""
         self.check_feature_layer(layer)
         ws = self.convert(latent, space, "w+").float()
-        x = self.input(ws[:, 0])
-        for i in range(layer):
-            x = self.layers[i](x, ws[:, i + 1])
-        return [x]
+        return [self._layers(self.input(ws[:, 0]), ws[:, 1:], 0, layer)]
 
     def render_tail(self, state: list[Tensor], tail: Tensor | None, layer: int) -> Tensor:
         """Continue from ``[features]`` with the tail codes ``tail`` ``[B, *tail_shape(layer)]`` → native image."""
         shape = self.tail_shape(layer)
         if tail is None or tuple(tail.shape[1:]) != shape:
             raise InputError(f"the StyleGAN3 tail after layer {layer} needs codes of shape {list(shape or ())}")
-        x = state[0]
-        for j, lyr in enumerate(self.layers[layer:]):
-            x = lyr(x, tail[:, j].float())
-        if self.output_scale != 1:
-            x = x * self.output_scale
-        return x.contiguous()
+        return self._layers(state[0], tail.float(), layer, len(self.layers))
 
     # ----- latents -----------------------------------------------------------------
 
@@ -759,9 +751,15 @@ class StyleGAN3Generator(StyleGenerator):
             raise InputError(f"StyleGAN3 synthesis needs w+ of shape [B, {self.num_ws}, {self.w_dim}], "
                              f"got {list(ws.shape)}")
         ws = ws.float()
-        x = self.input(ws[:, 0], transform)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, ws[:, i + 1])
+        return self._layers(self.input(ws[:, 0], transform), ws[:, 1:], 0, len(self.layers))
+
+    def _layers(self, x: Tensor, rows: Tensor, start: int, stop: int) -> Tensor:
+        """Layers ``start … stop − 1`` on the features ``x``, layer ``start + j`` modulated by ``rows[:, j]``
+        (``[B, stop − start, w_dim]``); through the last layer, the output scale too (native image, contiguous)."""
+        for i in range(start, stop):
+            x = self.layers[i](x, rows[:, i - start])
+        if stop < len(self.layers):
+            return x
         if self.output_scale != 1:
             x = x * self.output_scale
         return x.contiguous()
