@@ -19,7 +19,9 @@ from ganinv.errors import InputError
 
 
 def train_gan(
-    arch: Annotated[str, typer.Option(help="Generator architecture: stylegan2 or dcgan.")] = "stylegan2",
+    arch: Annotated[str, typer.Option(help="Generator architecture: stylegan2, stylegan3 (StyleGAN3-T), dcgan, or "
+                                      "a class-conditional stylegan2-cond / stylegan3-cond (one class per digit).")
+                    ] = "stylegan2",
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint, samples, curves). "
                                       "Rerunning with the same folder resumes.")] = Path("runs/gan"),
     iterations: Annotated[int, typer.Option(min=1, help="Total training iterations.")] = 3000,
@@ -99,7 +101,10 @@ def train_gan(
             q = meta.get("quality")
             console.print(f"exported {export}" + (f": conf {q['confidence']:.3f}, classes "
                                                   f"{min(q['coverage']):.3f}–{max(q['coverage']):.3f}, "
-                                                  f"FD {q['fd_ratio']:.2f}× floor, passes={q['passes']}" if q else ""))
+                                                  f"FD {q['fd_ratio']:.2f}× floor"
+                                                  + (f", class agreement {q['class_agreement']:.3f}"
+                                                     if q.get("class_agreement") is not None else "")
+                                                  + f", passes={q['passes']}" if q else ""))
 
 
 def train_classifier(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import Generator, LatentSpace, check_resolution
+from ganinv.generators.base import Generator, LatentSpace, check_c_dim, check_resolution
 
 
 class DCGANGenerator(Generator):
@@ -104,6 +104,7 @@ class BlockDiscriminator(nn.Module):
 
     blocks: nn.ModuleList
     mbstd: MinibatchStd | None
+    c_dim: int = 0
 
     def entry(self, x: Tensor) -> Tensor | None:
         """The layer before the blocks; None when there is none."""
@@ -124,27 +125,47 @@ class BlockDiscriminator(nn.Module):
         h = self.features(x)[-1]
         return self.mbstd(h) if self.mbstd is not None else h
 
+    def logits(self, head: Tensor, c: Tensor | None) -> Tensor:
+        """One logit per image from the head's output ``head`` ``[B, 1]`` (unconditional) or ``[B, cmap]``.
+
+        A class-conditional discriminator (``c_dim > 0``) is a projection discriminator (Miyato & Koyama 2018,
+        as NVIDIA's conditional ones): the logit is ``⟨head, e(c)⟩ / √cmap``, where ``e`` embeds the class ``c``
+        ``[B or 1, c_dim]`` (one-hot rows) linearly and scales the embedding to unit mean square."""
+        if self.c_dim == 0:
+            if c is not None:
+                raise InputError("this discriminator is unconditional (it has no classes), so it takes no class")
+            return head.flatten()
+        if not isinstance(c, Tensor) or c.dim() != 2 or c.shape[1] != self.c_dim or c.shape[0] not in (1, len(head)):
+            got = list(c.shape) if isinstance(c, Tensor) else type(c).__name__
+            raise InputError(f"this discriminator is class-conditional: give a class [B or 1, {self.c_dim}], got {got}")
+        e = self.embed(c.to(head.device, head.dtype))  # subclasses with c_dim > 0 own an ``embed`` layer
+        e = e * torch.rsqrt(e.square().mean(dim=1, keepdim=True) + 1e-8)
+        return (head.flatten(1) * e).sum(1) / math.sqrt(head[0].numel())
+
 
 class DCGANDiscriminator(BlockDiscriminator):
     """Strided convs + LeakyReLU (BatchNorm optional) → one logit per image.
 
-    Input ``[B, C, R, R]`` in [-1, 1]; output ``[B]`` logits.
+    Input ``[B, C, R, R]`` in [-1, 1] (and the class ``c`` ``[B or 1, c_dim]`` of a conditional one);
+    output ``[B]`` logits.
 
     Args:
         norm: ``"batch"`` (DCGAN) or ``"none"``.
         mbstd_group: > 0 adds a minibatch-standard-deviation channel before the head.
+        c_dim: classes of a class-conditional discriminator (0: unconditional); the head then gives one
+            feature per channel of the last block, projected on the class embedding (:meth:`logits`).
     """
 
     arch = "dcgan-d"
 
     def __init__(self, resolution: int = 32, width: int = 64, img_channels: int = 1, norm: str = "batch",
-                 mbstd_group: int = 0) -> None:
+                 mbstd_group: int = 0, c_dim: int = 0) -> None:
         super().__init__()
         check_resolution(resolution)
         if norm not in ("batch", "none"):
             raise InputError(f"norm must be 'batch' or 'none', got {norm!r}")
         self.resolution, self.width, self.img_channels = resolution, width, img_channels
-        self.norm, self.mbstd_group = norm, mbstd_group
+        self.norm, self.mbstd_group, self.c_dim = norm, mbstd_group, check_c_dim(c_dim)
         n_down = int(math.log2(resolution)) - 2
         blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(img_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True))]
         ch = width
@@ -156,11 +177,13 @@ class DCGANDiscriminator(BlockDiscriminator):
             ch *= 2
         self.blocks = nn.ModuleList(blocks)
         self.mbstd = MinibatchStd(mbstd_group) if mbstd_group > 0 else None
-        self.head = nn.Conv2d(ch + (1 if mbstd_group > 0 else 0), 1, 4, 1, 0)
+        self.head = nn.Conv2d(ch + (1 if mbstd_group > 0 else 0), ch if self.c_dim else 1, 4, 1, 0)
+        self.embed = nn.Linear(self.c_dim, ch) if self.c_dim else None
 
     def config(self) -> dict[str, Any]:
         return {"arch": self.arch, "resolution": self.resolution, "width": self.width,
-                "img_channels": self.img_channels, "norm": self.norm, "mbstd_group": self.mbstd_group}
+                "img_channels": self.img_channels, "norm": self.norm, "mbstd_group": self.mbstd_group,
+                **({"c_dim": self.c_dim} if self.c_dim else {})}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.trunk(x)).flatten()
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        return self.logits(self.head(self.trunk(x)), c)

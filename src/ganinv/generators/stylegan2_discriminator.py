@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganinv.errors import InputError
-from ganinv.generators.base import check_resolution
+from ganinv.generators.base import check_c_dim, check_resolution
 from ganinv.generators.dcgan import BlockDiscriminator, MinibatchStd
 from ganinv.generators.stylegan2 import SQRT2, EqualLinear, FusedLeakyReLU, make_kernel, upfirdn2d
 
@@ -105,12 +105,15 @@ class StyleGAN2Discriminator(BlockDiscriminator):
             resolution from ``resolution`` down to 4 must be present.
         img_channels: input channels.
         mbstd_group: minibatch-stddev group size (0 disables it).
+        c_dim: classes of a class-conditional discriminator (0: unconditional): the last linear layer then
+            gives ``ch[4]`` features, projected on the class embedding (NVIDIA's ``cmap``;
+            :meth:`~ganinv.generators.dcgan.BlockDiscriminator.logits`).
     """
 
     arch = "stylegan2-d"
 
     def __init__(self, resolution: int = 32, channels: dict[str, int] | None = None, img_channels: int = 1,
-                 mbstd_group: int = 4) -> None:
+                 mbstd_group: int = 4, c_dim: int = 0) -> None:
         super().__init__()
         check_resolution(resolution)
         if resolution < 8:
@@ -123,6 +126,7 @@ class StyleGAN2Discriminator(BlockDiscriminator):
             raise InputError(f"discriminator channels lack resolution(s) {missing}; give one width per "
                              f"resolution from {resolution} down to 4")
         self.resolution, self.img_channels, self.mbstd_group = resolution, img_channels, mbstd_group
+        self.c_dim = check_c_dim(c_dim)
         self.channels = {str(r): ch[r] for r in needed}
         self.from_rgb = EqualConv2d(img_channels, ch[resolution], 1)
         self.blocks = nn.ModuleList(ResBlock(ch[r], ch[r // 2]) for r in needed[:-1])
@@ -130,16 +134,19 @@ class StyleGAN2Discriminator(BlockDiscriminator):
         c4 = ch[4]
         self.final_conv = EqualConv2d(c4 + (1 if mbstd_group > 0 else 0), c4, 3)
         self.final_linear = EqualLinear(c4 * 16, c4, activation="fused_lrelu")
-        self.head = EqualLinear(c4, 1)
+        self.head = EqualLinear(c4, c4 if self.c_dim else 1)
+        self.embed = EqualLinear(self.c_dim, c4) if self.c_dim else None
 
     def config(self) -> dict[str, Any]:
         return {"arch": self.arch, "resolution": self.resolution, "channels": dict(self.channels),
-                "img_channels": self.img_channels, "mbstd_group": self.mbstd_group}
+                "img_channels": self.img_channels, "mbstd_group": self.mbstd_group,
+                **({"c_dim": self.c_dim} if self.c_dim else {})}
 
     def entry(self, x: Tensor) -> Tensor:
         """fromRGB: :meth:`features` reports it first, then every residual block (4×4 last)."""
         return self.from_rgb(x)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, C, R, R]`` in [-1, 1] (and ``c`` ``[B or 1, c_dim]`` when conditional) → ``[B]`` logits."""
         h = self.final_conv(self.trunk(x))
-        return self.head(self.final_linear(h.flatten(1))).flatten()
+        return self.logits(self.head(self.final_linear(h.flatten(1))), c)

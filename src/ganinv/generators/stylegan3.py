@@ -41,6 +41,8 @@ NVIDIA's models run in fp32 here.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -538,16 +540,26 @@ class AliasFreeLayer(nn.Module):
     ``demod[b, o] = (Σ (Ŵ[o] s[b])² + 1e-8)^{-1/2}``; the convolution is "full" (padding ``k − 1``).
     ToRGB: no demodulation, ``s`` scaled by ``1/√(in·k²)``, no activation, no resampling (clamp kept).
 
+    While :attr:`update_emas` is set (:meth:`StyleGAN3Generator.updating_emas`, the training loop's
+    discriminator step), each call first moves ``magnitude_ema`` towards the input's mean square,
+    ``ema ← mean(x²) + magnitude_ema_beta · (ema − mean(x²))``, as NVIDIA's training does; otherwise the
+    buffer is only read.
+
     Args:
         spec: the layer's geometry.
         w_dim: style size.
         conv_clamp: clamp magnitude or ``None``.
+        magnitude_ema_beta: the EMA's decay per update.
     """
 
-    def __init__(self, spec: LayerSpec, w_dim: int, conv_clamp: float | None) -> None:
+    update_emas: bool = False
+
+    def __init__(self, spec: LayerSpec, w_dim: int, conv_clamp: float | None,
+                 magnitude_ema_beta: float = 0.999) -> None:
         super().__init__()
         self.spec = spec
         self.conv_clamp = conv_clamp
+        self.magnitude_ema_beta = magnitude_ema_beta
         k = spec.conv_kernel
         self.affine = FullyConnected(w_dim, spec.in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(spec.out_channels, spec.in_channels, k, k))
@@ -574,6 +586,10 @@ class AliasFreeLayer(nn.Module):
         """``x`` ``[B, in_channels, in_size, in_size]``, ``w`` ``[B, w_dim]`` →
         ``[B, out_channels, out_size, out_size]`` (channels-last)."""
         spec = self.spec
+        if self.update_emas:
+            with torch.no_grad():
+                current = x.detach().float().square().mean()
+                self.magnitude_ema.copy_(current.lerp(self.magnitude_ema, self.magnitude_ema_beta))
         styles = self.affine(w)
         gain = self.magnitude_ema.rsqrt()
         k = spec.conv_kernel
@@ -664,7 +680,8 @@ class StyleGAN3Generator(StyleGenerator):
 
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, self.lr_mlp, self.c_dim)
         self.input = FourierInput(w_dim, input_spec)
-        self.layers = nn.ModuleList(AliasFreeLayer(s, w_dim, self.conv_clamp) for s in self.specs)
+        self.layers = nn.ModuleList(AliasFreeLayer(s, w_dim, self.conv_clamp, self.magnitude_ema_beta)
+                                    for s in self.specs)
         # Mean of w, kept outside state_dict() like StyleGAN2's (model folders store it as "latent_avg").
         self.register_buffer("w_avg", torch.zeros(w_dim), persistent=False)
 
@@ -696,6 +713,18 @@ class StyleGAN3Generator(StyleGenerator):
         if tuple(m.shape) != (3, 3) or not torch.isfinite(m).all():
             raise InputError(f"the input transform must be a finite 3×3 matrix, got shape {list(m.shape)}")
         self.input.transform.copy_(m)
+
+    @contextmanager
+    def updating_emas(self) -> Iterator[None]:
+        """Within the block, every synthesis call also updates the layers' input-magnitude EMAs (training:
+        NVIDIA updates them in the discriminator step's generator pass, not in the generator's own step)."""
+        for layer in self.layers:
+            layer.update_emas = True
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.update_emas = False
 
     # ----- intermediate features (multi-code inversion) ----------------------------
     def feature_layers(self) -> list[str]:

@@ -1,8 +1,15 @@
-"""Train the bundled digit GANs (StyleGAN2 or DCGAN generator, BatchNorm discriminator).
+"""Train the bundled digit GANs (StyleGAN2, StyleGAN3-T or DCGAN generator; optionally class-conditional).
 
 Recipe (chosen from pilots on these 2-core machines, see docs/models.md): non-saturating
 logistic loss, Adam, an exponential moving average of the generator (the shipped model),
-optional R1 penalty, style-mixing regularisation and random noise for StyleGAN2.
+optional R1 penalty, style-mixing regularisation and random noise for StyleGAN2. StyleGAN3 layers update their
+input-magnitude EMAs in the discriminator step's generator pass, as NVIDIA's training does.
+
+Class-conditional presets (``stylegan2-cond``, ``stylegan3-cond``: ``c_dim = 10``, one class per digit) train a
+generator whose mapping takes the class and a projection discriminator (:meth:`BlockDiscriminator.logits`); real
+images are seen with their labels, fakes with classes drawn from the training labels (NVIDIA's recipe), samples and
+evaluations with uniform classes, and the evaluation adds *class agreement*: the share of samples the classifier
+puts in the class they were drawn for.
 
 A run lives in one folder: ``checkpoint.pt`` (written atomically every
 ``checkpoint_every`` iterations; rerunning the same command resumes from it),
@@ -17,6 +24,7 @@ samples, evaluates and writes files. The result equals a one-process run up to f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -30,6 +38,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ganinv.data import mnist
 from ganinv.errors import InputError
+from ganinv.generators.base import StyleGenerator
 from ganinv.generators.stylegan2 import StyleGAN2Generator
 from ganinv.train.resume import BudgetedRun, read_checkpoint
 from ganinv.io import save_grid
@@ -62,7 +71,24 @@ PRESETS: dict[str, dict[str, Any]] = {
         "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1},
         "lr_g": 0.0002, "lr_d": 0.0002, "betas_g": (0.5, 0.999), "betas_d": (0.5, 0.999), "mixing_prob": 0.0,
     },
+    # StyleGAN3-T at 32 px (NVIDIA's stylegan3-t schedule of critically sampled layers, narrower: widths
+    # ≤ 128, 10 layers), its training settings (G lr 0.0025, no style mixing, magnitude EMA β = 0.5^(batch/20k)),
+    # against the StyleGAN2 preset's discriminator. Not yet trained to the shipping floor: it needs a GPU.
+    "stylegan3": {
+        "g": {"arch": "stylegan3", "resolution": 32, "img_channels": 1, "z_dim": 128, "w_dim": 128,
+              "mapping_layers": 2, "channel_base": 8192, "channel_max": 128, "num_layers": 10,
+              "magnitude_ema_beta": 0.5 ** (32 / 20_000)},
+        "d": {"arch": "dcgan-d", "resolution": 32, "width": 64, "img_channels": 1, "norm": "none", "mbstd_group": 4},
+        "lr_g": 0.0025, "lr_d": 0.002, "betas_g": (0.0, 0.99), "betas_d": (0.0, 0.99), "mixing_prob": 0.0,
+        "r1_gamma": 0.01, "augment": False,
+    },
 }
+#: Class-conditional variants: the generator's mapping and the discriminator take the digit's class.
+CLASSES = 10
+PRESETS["stylegan2-cond"] = copy.deepcopy(PRESETS["stylegan2"])
+PRESETS["stylegan3-cond"] = copy.deepcopy(PRESETS["stylegan3"])
+for _name in ("stylegan2-cond", "stylegan3-cond"):
+    PRESETS[_name]["g"]["c_dim"] = PRESETS[_name]["d"]["c_dim"] = CLASSES
 
 
 @dataclass
@@ -101,13 +127,19 @@ class GanTrainConfig:
         if self.discriminator is not None and self.discriminator not in DISCRIMINATORS:
             raise InputError(f"unknown --discriminator {self.discriminator!r}; choose from {', '.join(DISCRIMINATORS)}")
         d = self.d or copy.deepcopy(DISCRIMINATORS[self.discriminator] if self.discriminator else p["d"])
+        g = self.g or copy.deepcopy(p["g"])
+        if not self.d and g.get("c_dim"):  # a conditional generator gets a discriminator that sees the class
+            d["c_dim"] = g["c_dim"]
+        if int(g.get("c_dim", 0) or 0) != int(d.get("c_dim", 0) or 0):
+            raise InputError(f"the generator has {g.get('c_dim', 0)} classes and the discriminator "
+                             f"{d.get('c_dim', 0)}: a conditional GAN needs both to take the same classes")
         return GanTrainConfig(**{**asdict(self), "lr_g": self.lr_g or p["lr_g"], "lr_d": self.lr_d or p["lr_d"],
                                  "mixing_prob": p["mixing_prob"] if self.mixing_prob is None else self.mixing_prob,
                                  "r1_gamma": p.get("r1_gamma", 0.0) if self.r1_gamma is None else self.r1_gamma,
                                  "augment": p.get("augment", False) if self.augment is None else self.augment,
                                  "betas_g": tuple(self.betas_g or p["betas_g"]),
                                  "betas_d": tuple(self.betas_d or p["betas_d"]),
-                                 "g": self.g or copy.deepcopy(p["g"]), "d": d})
+                                 "g": g, "d": d})
 
 
 def diff_augment(x: torch.Tensor, gen: torch.Generator | None = None, shift: float = 0.125,
@@ -232,6 +264,10 @@ class GanTrainer(BudgetedRun):
                                       betas=tuple(self.cfg.betas_d or preset["betas_d"]))
         self.data_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.fixed_z = torch.randn(64, self.cfg.g["z_dim"], generator=torch.Generator().manual_seed(2024))
+        self.c_dim = int(self.cfg.g.get("c_dim", 0) or 0)
+        # sample grids of a conditional model: classes 0, 1, 2, … in reading order
+        self.fixed_c = F.one_hot(torch.arange(64) % self.c_dim, self.c_dim).float() if self.c_dim else None
+        self.class_pool: torch.Tensor | None = None  # the training labels fakes draw their classes from
         if state is not None:
             self._restore(state)
         elif self.cfg.init_from:
@@ -310,27 +346,43 @@ class GanTrainer(BudgetedRun):
         group = int(self.cfg.d.get("mbstd_group", 0) or 0)
         return ddp.shard_indices(n, self.rank, self.world_size, group).to(self.device)
 
-    def _fake(self, n: int, sel: torch.Tensor | None = None) -> torch.Tensor:
-        """Fakes of a global batch of ``n``: all random draws are made for ``n`` (so every rank's random
-        stream stays in step), the images only for this rank's indices ``sel`` (all without)."""
+    def _classes(self, n: int) -> torch.Tensor | None:
+        """One-hot classes ``[n, c_dim]`` for a global batch of fakes, drawn from the training labels (so fakes
+        have the data's class frequencies); None for an unconditional model."""
+        if not self.c_dim:
+            return None
+        if self.class_pool is None:
+            self.class_pool = mnist("train")[1]
+        idx = torch.randint(len(self.class_pool), (n,))
+        return F.one_hot(self.class_pool[idx].long(), self.c_dim).float().to(self.device)
+
+    def _fake(self, n: int, sel: torch.Tensor | None = None,
+              c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fakes of a global batch of ``n`` and their classes (this rank's rows; None when unconditional): all
+        random draws are made for ``n`` (so every rank's random stream stays in step), the images only for this
+        rank's indices ``sel`` (all without). ``c``: the global batch's classes (default: drawn)."""
         def take(t: torch.Tensor) -> torch.Tensor:
             return t if sel is None else t[sel]
 
         z = torch.randn(n, self.cfg.g["z_dim"], device=self.device)
+        c = self._classes(n) if c is None and self.c_dim else c
+        mine = None if c is None else take(c)
+        kw = {} if c is None else {"c": mine}
         if isinstance(self.G, StyleGAN2Generator):
             if self.cfg.mixing_prob and torch.rand(()) < self.cfg.mixing_prob:
                 z2 = torch.randn_like(z)
                 cross = torch.randint(1, self.G.num_ws, (n,), device=self.device)
-                return self.G.forward_mixed(take(z), take(z2), take(cross), noise=self._noise(n, take))
-            return self.G(take(z), noise=self._noise(n, take))
-        return self.G(take(z))
+                return self.G.forward_mixed(take(z), take(z2), take(cross), noise=self._noise(n, take), **kw), mine
+            return self.G(take(z), noise=self._noise(n, take), **kw), mine
+        return self.G(take(z), **kw), mine
 
     def _noise(self, n: int, take) -> list[torch.Tensor]:
         """Random noise maps of a batch of ``n``, layer by layer (the draws of ``random_noise=True``)."""
         return [take(torch.randn(n, *t.shape[1:], device=self.device)) for t in self.G.stored_noise()]
 
-    def step(self, real: torch.Tensor) -> dict[str, float]:
-        """One D step and one G step on a (global) batch of real images in [-1, 1].
+    def step(self, real: torch.Tensor, real_c: torch.Tensor | None = None) -> dict[str, float]:
+        """One D step and one G step on a (global) batch of real images in [-1, 1] (with their one-hot classes
+        ``real_c`` ``[B, c_dim]`` for a conditional model).
 
         Under ``torchrun`` this rank trains on its share of the batch; each loss is weighted by that
         share (``n_local / n``) and the gradients are summed over ranks, i.e. the one-process gradient.
@@ -340,8 +392,13 @@ class GanTrainer(BudgetedRun):
         self.G.train()
         self.D.train()
         self.D.requires_grad_(True)
-        with torch.no_grad():
-            fake = self._fake(n, sel)
+        if self.c_dim and real_c is None:
+            raise InputError(f"a class-conditional GAN ({self.c_dim} classes) trains on labelled images: "
+                             "give the batch's classes")
+        # StyleGAN3: its layers' magnitude EMAs follow the generator pass of the discriminator step (NVIDIA's)
+        tracking = getattr(self.G, "updating_emas", None)
+        with torch.no_grad(), (tracking() if tracking else contextlib.nullcontext()):
+            fake, fake_c = self._fake(n, sel)
         if self.cfg.augment:
             def aug(t: torch.Tensor) -> torch.Tensor:
                 return diff_augment(t, select=sel, batch=n)
@@ -350,11 +407,12 @@ class GanTrainer(BudgetedRun):
                 return t
         if sel is not None:
             real = real[sel]
+            real_c = None if real_c is None else real_c[sel]
         share = real.shape[0] / n
         r1_gamma = self.cfg.r1_gamma or 0.0
         real_in = real.detach().requires_grad_(r1_gamma > 0)
-        real_logits = self.D(aug(real_in))
-        d_loss = F.softplus(self.D(aug(fake))).mean() + F.softplus(-real_logits).mean()
+        real_logits = self.D(aug(real_in), real_c)
+        d_loss = F.softplus(self.D(aug(fake), fake_c)).mean() + F.softplus(-real_logits).mean()
         if r1_gamma > 0:
             # with synchronised BatchNorm the gradient flows to other ranks' samples too: the backward of
             # its all-reduce makes this the gradient of the *global* sum of logits, as in one process
@@ -370,7 +428,8 @@ class GanTrainer(BudgetedRun):
         if self.iteration < self.cfg.d_warmup:  # G waits until D has learnt to tell its samples from data
             return ddp.sum_values({"d_loss": d_loss, "g_loss": torch.zeros((), device=self.device),
                                    "real_score": real_logits.mean() * share})
-        g_loss = F.softplus(-self.D(aug(self._fake(n, sel)))).mean() * share
+        fake, fake_c = self._fake(n, sel)
+        g_loss = F.softplus(-self.D(aug(fake), fake_c)).mean() * share
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         ddp.sum_gradients(self.G.parameters())
@@ -415,7 +474,7 @@ class GanTrainer(BudgetedRun):
             return None
         G = self.G_ema
         self.recalibrate_batchnorm()
-        if isinstance(G, StyleGAN2Generator):
+        if isinstance(G, StyleGenerator):
             G.estimate_w_avg()
         return generator_quality(G, classifier, n=n, with_train=True)
 
@@ -427,7 +486,7 @@ class GanTrainer(BudgetedRun):
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.G_ema.state_dict().items()}
-        if isinstance(self.G_ema, StyleGAN2Generator):
+        if isinstance(self.G_ema, StyleGenerator):
             state["latent_avg"] = self.G_ema.w_avg.detach().cpu().clone()
         path = self._snapshot_path(self.iteration)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -470,11 +529,13 @@ class GanTrainer(BudgetedRun):
         return 1.0 if p < s else max(0.0, 1.0 - (p - s) / (1.0 - s))
 
     def samples(self) -> torch.Tensor:
+        """G_ema's images ``[64, C, H, W]`` in [0, 1] of the fixed latents (a conditional model: classes
+        0, 1, 2, … in reading order)."""
         self.recalibrate_batchnorm()
+        G, space = self.G_ema, self.G_ema.default_space
+        kw = {} if self.fixed_c is None else {"c": self.fixed_c.to(self.device)}
         with torch.no_grad():
-            return self.G_ema.to_display(self.G_ema.synthesize(
-                self.G_ema.convert(self.fixed_z.to(self.device), "z", self.G_ema.default_space),
-                self.G_ema.default_space))
+            return G.to_display(G.synthesize(G.convert(self.fixed_z.to(self.device), "z", space, **kw), space))
 
     # ----- loop --------------------------------------------------------------------
     def train(self) -> None:
@@ -482,8 +543,9 @@ class GanTrainer(BudgetedRun):
 
         Under ``torchrun`` every rank calls this; rank 0 alone samples, evaluates, prints and writes files.
         """
-        x, _ = mnist("train")
+        x, labels = mnist("train")
         x = (x * 2 - 1).to(self.device)
+        onehot = F.one_hot(labels.long(), self.c_dim).float().to(self.device) if self.c_dim else None
         cfg = self.cfg
         main = self.main
         if main:
@@ -500,14 +562,15 @@ class GanTrainer(BudgetedRun):
                 t0 = time.perf_counter()
                 if pos + cfg.batch_size > len(x):
                     perm, pos = torch.randperm(len(x), generator=self.data_gen), 0
-                real = x[perm[pos:pos + cfg.batch_size].to(self.device)]
+                idx = perm[pos:pos + cfg.batch_size].to(self.device)
+                real, real_c = x[idx], None if onehot is None else onehot[idx]
                 pos += cfg.batch_size
                 self._data_order = (perm, pos)
                 factor = self._lr_factor()
                 for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
                     for group in opt.param_groups:
                         group["lr"] = base * factor
-                losses = self.step(real)
+                losses = self.step(real) if real_c is None else self.step(real, real_c)
                 self.iteration += 1
                 # rank 0's clock for all, so that every rank agrees on the time budget and the lr
                 self.train_seconds = ddp.broadcast_float(self.train_seconds + time.perf_counter() - t0, self.device)
@@ -525,7 +588,8 @@ class GanTrainer(BudgetedRun):
                 if q is not None:
                     self.log.append({"iteration": self.iteration, "confidence": q.confidence,
                                      "min_class": min(q.coverage), "max_class": max(q.coverage), "fd": q.fd,
-                                     "fd_ratio": q.fd_ratio, "fd_train": q.fd_train})
+                                     "fd_ratio": q.fd_ratio, "fd_train": q.fd_train,
+                                     **({} if q.class_agreement is None else {"class_agreement": q.class_agreement})})
                     progress.console.print(f"iter {self.iteration}: {q.summary()}")
                     self.save_snapshot()
                     _plot_curves(self.log, self.out / "curves.png")
@@ -554,7 +618,7 @@ class GanTrainer(BudgetedRun):
             selected_by = "train split" if by_train else "held-out split"
         G = self.G_ema
         self.recalibrate_batchnorm()
-        if isinstance(G, StyleGAN2Generator):
+        if isinstance(G, StyleGenerator):
             G.estimate_w_avg(10_000)
         meta: dict[str, Any] = {"iterations": self.iteration, "selected_iteration": selected,
                                 "selected_by_fd_to": selected_by,
