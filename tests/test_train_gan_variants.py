@@ -169,3 +169,40 @@ def test_conditional_presets_refuse_a_discriminator_with_other_classes():
     resolved = GanTrainConfig(arch="stylegan3-cond", discriminator="residual").resolved()
     assert resolved.g["c_dim"] == resolved.d["c_dim"] == 10 and resolved.d["arch"] == "stylegan2-d"
     assert "c_dim" not in GanTrainConfig(arch="stylegan3").resolved().d
+
+
+@pytest.mark.parametrize("arch,g", [("stylegan2", TINY_SG2), ("stylegan3", TINY_SG3)])
+def test_an_unconditional_export_warm_starts_a_conditional_run(tmp_path, monkeypatch, arch, g):
+    for name, c in ((arch, 0), (f"{arch}-cond", 10)):
+        preset = copy.deepcopy(gan.PRESETS[name])
+        preset["g"], preset["d"] = {**g, **({"c_dim": c} if c else {})}, {**TINY_D, **({"c_dim": c} if c else {})}
+        monkeypatch.setitem(gan.PRESETS, name, preset)
+    base = GanTrainer(tmp_path / "a", GanTrainConfig(arch=arch, **RUN), classifier=None)
+    base.train()
+    base.export(tmp_path / "model", name="model")
+    source = load_pretrained(tmp_path / "model")
+    run = GanTrainer(tmp_path / "b", GanTrainConfig(arch=f"{arch}-cond", init_from=str(tmp_path / "model"),
+                                                    freeze="synthesis", **RUN), classifier=None)
+    assert "class-conditional run" in run.init_note and "start afresh" in run.init_note
+    z = torch.randn(3, g["z_dim"])
+    want = source.convert(z, "z", "w")
+    for k in (0, 7):  # before training the class changes nothing: the export's mapping exactly
+        c = torch.nn.functional.one_hot(torch.tensor([k] * 3), 10).float()
+        torch.testing.assert_close(run.G_ema.convert(z, "z", "w", c=c), want, rtol=1e-5, atol=1e-5)
+    synthesis = {k: v.clone() for k, v in run.G.named_parameters() if not k.startswith(("style.", "embed.",
+                                                                                           "mapping."))}
+    mapping = {k: v.clone() for k, v in run.G.named_parameters() if k.startswith(("style.", "mapping."))}
+    run.train()
+    after = dict(run.G.named_parameters())
+    assert all(torch.equal(v, after[k]) for k, v in synthesis.items())  # --freeze synthesis holds it still
+    assert any(not torch.equal(v, after[k]) for k, v in mapping.items())
+    other = copy.deepcopy(gan.PRESETS[f"{arch}-cond"])
+    other["g"] = {**g, "c_dim": 10, "z_dim": g["z_dim"] * 2}
+    monkeypatch.setitem(gan.PRESETS, f"{arch}-cond", other)
+    with pytest.raises(InputError, match="differs from this run"):
+        GanTrainer(tmp_path / "c", GanTrainConfig(arch=f"{arch}-cond", init_from=str(tmp_path / "model"), **RUN),
+                   classifier=None)
+    with pytest.raises(InputError, match="mapping network"):
+        GanTrainer(tmp_path / "d", GanTrainConfig(arch="dcgan", freeze="synthesis", **RUN), classifier=None)
+    with pytest.raises(InputError, match="unknown --freeze"):
+        GanTrainConfig(arch=arch, freeze="everything").resolved()

@@ -39,6 +39,9 @@ def train_gan(
                              ] = None,
     d_warmup: Annotated[int, typer.Option(min=0, help="Train the discriminator alone for the first N iterations "
                                                "(for --init-from with a fresh discriminator).")] = 0,
+    freeze: Annotated[Optional[str], typer.Option(help="'synthesis': train only the generator's mapping network "
+                                                  "(and class embedding), e.g. to make a trained model "
+                                                  "class-conditional with --init-from.")] = None,
     lr_g: Annotated[Optional[float], typer.Option(min=0.0, help="Generator learning rate (default: preset).")] = None,
     lr_d: Annotated[Optional[float], typer.Option(min=0.0, help="Discriminator learning rate (default: preset).")
                     ] = None,
@@ -66,6 +69,9 @@ def train_gan(
 ) -> None:
     """Train a digit GAN on the MNIST train split, resumably, logging quality with the bundled classifier.
 
+    An unconditional export warm-starts a class-conditional run of the same generator (--arch stylegan2-cond
+    --init-from src/ganinv/zoo/mnist-stylegan2 --freeze synthesis): it starts drawing what the export draws.
+
     Data-parallel under ``torchrun --nproc_per_node N -m ganinv train-gan ...`` (gloo on CPU, NCCL on CUDA)."""
     from ganinv import zoo
     from ganinv.train import distributed as ddp
@@ -83,7 +89,8 @@ def train_gan(
                          r1_gamma=r1_gamma,
                          mixing_prob=mixing_prob, augment=augment, lr_decay_start=lr_decay_start,
                          time_budget=time_budget * 60 if time_budget else None,
-                         init_from=str(init_from) if init_from else None, d_warmup=d_warmup, iterations=iterations,
+                         init_from=str(init_from) if init_from else None, d_warmup=d_warmup, freeze=freeze,
+                         iterations=iterations,
                          batch_size=batch_size, seed=seed,
                          sample_every=sample_every, eval_every=eval_every, checkpoint_every=checkpoint_every,
                          eval_samples=eval_samples)

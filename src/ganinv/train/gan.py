@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "r1_gamma": 0.01, "augment": False,
     },
 }
+#: What ``freeze`` may hold still (None: nothing).
+FREEZE = (None, "synthesis")
+
 #: Class-conditional variants: the generator's mapping and the discriminator take the digit's class.
 CLASSES = 10
 PRESETS["stylegan2-cond"] = copy.deepcopy(PRESETS["stylegan2"])
@@ -108,6 +112,7 @@ class GanTrainConfig:
     time_budget: float | None = None  # seconds of training after which the run ends (None: iterations only)
     init_from: str | None = None  # exported model folder whose G (and D) weights start a fresh run
     d_warmup: int = 0  # first iterations train D alone (G and its EMA frozen): a fresh D meets a trained G
+    freeze: str | None = None  # "synthesis": only the generator's mapping network (and class embedding) trains
     betas_g: tuple[float, float] | None = None
     betas_d: tuple[float, float] | None = None
     sample_every: int = 250
@@ -124,6 +129,8 @@ class GanTrainConfig:
         if self.arch not in PRESETS:
             raise InputError(f"unknown --arch {self.arch!r}; choose from {', '.join(PRESETS)}")
         p = PRESETS[self.arch]
+        if self.freeze not in FREEZE:
+            raise InputError(f"unknown --freeze {self.freeze!r}; choose from {', '.join(f for f in FREEZE if f)}")
         if self.discriminator is not None and self.discriminator not in DISCRIMINATORS:
             raise InputError(f"unknown --discriminator {self.discriminator!r}; choose from {', '.join(DISCRIMINATORS)}")
         d = self.d or copy.deepcopy(DISCRIMINATORS[self.discriminator] if self.discriminator else p["d"])
@@ -258,7 +265,7 @@ class GanTrainer(BudgetedRun):
             ddp.convert_sync_batchnorm(self.G)
             ddp.convert_sync_batchnorm(self.D)
         preset = PRESETS[self.cfg.arch]
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g,
+        self.opt_g = torch.optim.Adam(self._trained_g_parameters(), lr=self.cfg.lr_g,
                                       betas=tuple(self.cfg.betas_g or preset["betas_g"]))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d,
                                       betas=tuple(self.cfg.betas_d or preset["betas_d"]))
@@ -275,10 +282,31 @@ class GanTrainer(BudgetedRun):
         for net in (self.G, self.D, self.G_ema):
             ddp.broadcast_module(net)
 
+    def _trained_g_parameters(self) -> list[torch.nn.Parameter]:
+        """The generator parameters the optimiser moves: all, or with ``freeze="synthesis"`` the mapping network's
+        (StyleGAN2 ``style.*`` and ``embed.*``, StyleGAN3 ``mapping.*``); the others stop requiring gradients."""
+        if self.cfg.freeze is None:
+            return list(self.G.parameters())
+        if not isinstance(self.G, StyleGenerator):
+            raise InputError(f"--freeze synthesis needs a generator with a mapping network, not {self.cfg.arch}")
+        prefixes = ("style.", "embed.", "mapping.")
+        trained = []
+        for name, param in self.G.named_parameters():
+            keep = name.startswith(prefixes)
+            param.requires_grad_(keep)
+            if keep:
+                trained.append(param)
+        return trained
+
     def _init_from(self, folder: Path) -> None:
         """Start from an exported model folder: its generator becomes G and G_ema, its discriminator D.
 
-        The folder's generator config must equal this run's (``cfg.g``); weights load strictly.
+        The folder's generator config must equal this run's (``cfg.g``); weights load strictly. One exception: an
+        unconditional StyleGAN2/StyleGAN3 may start a class-conditional run of the same generator (the folder's
+        config plus ``c_dim``): the mapping's first layer gains zero-weighted inputs for the class embedding
+        (its z weights rescaled for the wider fan-in), so the run starts by drawing exactly what the folder's
+        generator draws, whatever the class; the class embedding starts at random, and the discriminator's
+        tensors load where their shapes match (its projection head starts afresh; see :attr:`init_note`).
         Optimiser states start afresh (an export carries none).
         """
         from ganinv.modelfile import load_state_strict, read_safetensors
@@ -288,11 +316,15 @@ class GanTrainer(BudgetedRun):
             raise InputError(f"--init-from {folder}: no config.json there (expected an exported model folder)")
         saved = json.loads(cfg_path.read_text())
         mine = json.loads(json.dumps(self.G.config()))
+        state = read_safetensors(folder / "model.safetensors")
+        state.pop("latent_avg", None)
+        unconditional = {k: v for k, v in mine.items() if k not in ("c_dim", "embed_features")}
+        if self.c_dim and saved.get("config") == unconditional:
+            self._init_conditional_from(state, saved, folder)
+            return
         if saved.get("config") != mine:
             raise InputError(f"--init-from {folder}: its generator config {saved.get('config')} differs from "
                              f"this run's {mine}")
-        state = read_safetensors(folder / "model.safetensors")
-        state.pop("latent_avg", None)
         load_state_strict(self.G, state, str(folder / "model.safetensors"))
         self.G_ema.load_state_dict(self.G.state_dict())
         d_path = folder / "discriminator.safetensors"
@@ -306,6 +338,38 @@ class GanTrainer(BudgetedRun):
                                   f"({self.D.config()['arch']}); the discriminator starts afresh")
                 return
             load_state_strict(self.D, read_safetensors(d_path), str(d_path))
+
+    def _init_conditional_from(self, state: dict[str, torch.Tensor], saved: dict[str, Any], folder: Path) -> None:
+        """The conditional warm start of :meth:`_init_from` (``state``: the unconditional generator's tensors)."""
+        from ganinv.modelfile import read_safetensors
+
+        first = "style.1.weight" if isinstance(self.G, StyleGAN2Generator) else "mapping.fc0.weight"
+        mine = self.G.state_dict()
+        if first not in state or first not in mine or state[first].shape[1] != self.cfg.g["z_dim"]:
+            raise InputError(f"--init-from {folder}: its mapping network does not match this generator's")
+        old = state[first]
+        widened = torch.zeros_like(mine[first])
+        widened[:, :old.shape[1]] = old * math.sqrt(mine[first].shape[1] / old.shape[1])  # equalised-lr gain
+        state = {**state, first: widened}
+        fresh = sorted(k for k in mine if k not in state)
+        unknown = sorted(k for k in state if k not in mine or state[k].shape != mine[k].shape)
+        if unknown:
+            raise InputError(f"--init-from {folder}: tensors {unknown[:4]} do not fit this generator")
+        self.G.load_state_dict({**mine, **{k: v.to(mine[k].dtype) for k, v in state.items()}})
+        self.G_ema.load_state_dict(self.G.state_dict())
+        notes = [f"--init-from {folder}: an unconditional generator starts this class-conditional run "
+                 f"(its class embedding {', '.join(fresh)} starts at random)"]
+        d_path = folder / "discriminator.safetensors"
+        theirs = saved.get("discriminator") if isinstance(saved.get("discriminator"), dict) else {}
+        same_d = {k: v for k, v in json.loads(json.dumps(self.D.config())).items() if k != "c_dim"} == theirs
+        if d_path.is_file() and same_d:
+            d_state, d_mine = read_safetensors(d_path), self.D.state_dict()
+            kept = {k: v.to(d_mine[k].dtype) for k, v in d_state.items() if k in d_mine and v.shape == d_mine[k].shape}
+            self.D.load_state_dict({**d_mine, **kept})
+            notes.append(f"the discriminator's {', '.join(sorted(set(d_mine) - set(kept)))} start afresh")
+        else:
+            notes.append("the discriminator starts afresh")
+        self.init_note = "; ".join(notes)
 
     # ----- checkpoints -------------------------------------------------------------
     def _read_checkpoint(self) -> dict:
