@@ -43,9 +43,9 @@ def test_lr_decay_snapshots_and_best_export(tmp_path, monkeypatch):
     seen = []
     original = trainer.step
 
-    def spy(real):
+    def spy(real, real_c=None):
         seen.append(trainer.opt_g.param_groups[0]["lr"] / trainer.cfg.lr_g)
-        return original(real)
+        return original(real, real_c)
 
     monkeypatch.setattr(trainer, "step", spy)
     trainer.train()
@@ -77,9 +77,9 @@ def test_time_budget_ends_run_and_keeps_decay_fraction(tmp_path, monkeypatch):
     factors = []
     original = trainer.step
 
-    def spy(real):
+    def spy(real, real_c=None):
         factors.append(trainer._lr_factor())
-        return original(real)
+        return original(real, real_c)
 
     monkeypatch.setattr(trainer, "step", spy)
     trainer.train()

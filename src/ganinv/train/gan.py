@@ -420,16 +420,15 @@ class GanTrainer(BudgetedRun):
         idx = torch.randint(len(self.class_pool), (n,))
         return F.one_hot(self.class_pool[idx].long(), self.c_dim).float().to(self.device)
 
-    def _fake(self, n: int, sel: torch.Tensor | None = None,
-              c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _fake(self, n: int, sel: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fakes of a global batch of ``n`` and their classes (this rank's rows; None when unconditional): all
         random draws are made for ``n`` (so every rank's random stream stays in step), the images only for this
-        rank's indices ``sel`` (all without). ``c``: the global batch's classes (default: drawn)."""
+        rank's indices ``sel`` (all without)."""
         def take(t: torch.Tensor) -> torch.Tensor:
             return t if sel is None else t[sel]
 
         z = torch.randn(n, self.cfg.g["z_dim"], device=self.device)
-        c = self._classes(n) if c is None and self.c_dim else c
+        c = self._classes(n)
         mine = None if c is None else take(c)
         kw = {} if c is None else {"c": mine}
         if isinstance(self.G, StyleGAN2Generator):
@@ -610,6 +609,7 @@ class GanTrainer(BudgetedRun):
         x, labels = mnist("train")
         x = (x * 2 - 1).to(self.device)
         onehot = F.one_hot(labels.long(), self.c_dim).float().to(self.device) if self.c_dim else None
+        self.class_pool = labels  # what fakes draw their classes from (read once)
         cfg = self.cfg
         main = self.main
         if main:
@@ -634,7 +634,7 @@ class GanTrainer(BudgetedRun):
                 for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
                     for group in opt.param_groups:
                         group["lr"] = base * factor
-                losses = self.step(real) if real_c is None else self.step(real, real_c)
+                losses = self.step(real, real_c)
                 self.iteration += 1
                 # rank 0's clock for all, so that every rank agrees on the time budget and the lr
                 self.train_seconds = ddp.broadcast_float(self.train_seconds + time.perf_counter() - t0, self.device)
